@@ -1,0 +1,5 @@
+//! The `cronping` binary: `web`, `worker`, `migrate`, or `healthcheck web|worker`.
+
+fn main() -> std::process::ExitCode {
+    platform::cli::main::<cronping::CronPing>()
+}

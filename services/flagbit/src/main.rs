@@ -1,0 +1,5 @@
+//! The `flagbit` binary: `web`, `worker`, `migrate`, or `healthcheck web|worker`.
+
+fn main() -> std::process::ExitCode {
+    platform::cli::main::<flagbit::FlagBit>()
+}

@@ -1,0 +1,96 @@
+//! Test support: a real PostgreSQL in a throwaway container, from the project's own image.
+//!
+//! Each [`TestDb`] is one container (tests run one per process under nextest, so sharing
+//! one across tests would not save anything), labelled so `scripts/test-cleanup.sh` can
+//! remove what an interrupted run left behind, and removed on drop.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use sqlx::PgPool;
+use sqlx::postgres::PgConnectOptions;
+
+pub const LABEL: &str = "refdeploy.test";
+const PASSWORD: &str = "test-only-password";
+
+pub struct TestDb {
+    container: String,
+    pub options: PgConnectOptions,
+}
+
+fn docker(args: &[&str]) -> anyhow::Result<String> {
+    let output = Command::new("docker").args(args).output().context("running docker")?;
+    if !output.status.success() {
+        bail!("docker {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+impl TestDb {
+    /// Starts a database and waits until it accepts logins.
+    pub async fn start() -> anyhow::Result<Self> {
+        let image =
+            std::env::var("POSTGRES_IMAGE").unwrap_or_else(|_| "refdeploy/postgres:15".to_owned());
+        docker(&["image", "inspect", "--format", "{{.Id}}", &image])
+            .with_context(|| format!("image {image} is missing: run `make images` first"))?;
+
+        let label = format!("{LABEL}=db");
+        let password_env = format!("POSTGRES_PASSWORD={PASSWORD}");
+        let container = docker(&[
+            "run", "-d", "--rm", "--label", &label, "-e", &password_env,
+            "-e", "POSTGRES_DB=app", "--tmpfs", "/var/lib/postgresql/data",
+            "-p", "127.0.0.1::5432", &image,
+        ])?;
+        let mut db = Self { container, options: PgConnectOptions::new() };
+
+        db.options = PgConnectOptions::new()
+            .host("127.0.0.1")
+            .port(db.port()?)
+            .username("postgres")
+            .password(PASSWORD)
+            .database("app");
+
+        // pg_isready over TCP only answers once the real server (not the init one) runs.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ready = docker(&["exec", &db.container, "pg_isready", "-h", "127.0.0.1", "-q"]);
+            if ready.is_ok() && can_log_in(&db.options).await {
+                return Ok(db);
+            }
+            if Instant::now() > deadline {
+                bail!("test database {} not ready within 60 s", db.container);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    fn port(&self) -> anyhow::Result<u16> {
+        let mapping = docker(&["port", &self.container, "5432/tcp"])?;
+        let port = mapping.lines().next().and_then(|l| l.rsplit(':').next()).unwrap_or("");
+        port.parse().with_context(|| format!("unexpected port mapping {mapping:?}"))
+    }
+
+    pub async fn pool(&self) -> anyhow::Result<PgPool> {
+        Ok(PgPool::connect_with(self.options.clone()).await?)
+    }
+
+    pub fn stop(&self) -> anyhow::Result<()> {
+        docker(&["stop", "-t", "2", &self.container]).map(|_| ())
+    }
+}
+
+async fn can_log_in(options: &PgConnectOptions) -> bool {
+    use sqlx::Connection as _;
+
+    match sqlx::PgConnection::connect_with(options).await {
+        Ok(conn) => conn.close().await.is_ok(),
+        Err(_) => false,
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rm", "-f", "-v", &self.container]).output();
+    }
+}

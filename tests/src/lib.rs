@@ -1,0 +1,1 @@
+//! Helpers for driving a compose project of the stack from tests.
