@@ -1,1 +1,131 @@
-//! Helpers for driving a compose project of the stack from tests.
+//! Drives a Compose project of the stack from tests: a unique project name, its own secrets
+//! and free loopback ports, so runs never clash with `make up` or with each other; torn down
+//! (containers, networks, volumes) on drop, also when the test fails.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+
+pub const PRODUCTS: [&str; 4] = ["documint", "cronping", "flagbit", "webhookvault"];
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+pub struct Stack {
+    pub project: String,
+    secrets: PathBuf,
+}
+
+impl Stack {
+    /// Runs `scripts/stack.sh up` (without the build steps: `make test` builds the images
+    /// first) under a fresh project name.
+    pub fn up() -> anyhow::Result<Self> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let project = format!("refdeploy-test-{}", &id[..12]);
+        let secrets = std::env::temp_dir().join(&project);
+        let stack = Self { project, secrets };
+
+        let output = stack
+            .script(&["up"])
+            .output()
+            .context("running scripts/stack.sh up")?;
+        if !output.status.success() {
+            bail!(
+                "stack.sh up failed:\n{}\n{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(stack)
+    }
+
+    fn script(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(repo_root().join("scripts/stack.sh"));
+        cmd.args(args)
+            .env("COMPOSE_PROJECT_NAME", &self.project)
+            .env("SECRETS_DIR", &self.secrets)
+            .env("STACK_SKIP_BUILD", "1");
+        for product in PRODUCTS {
+            cmd.env(format!("{}_PORT", product.to_uppercase()), "");
+        }
+        cmd
+    }
+
+    /// `docker compose ARGS` for this project; stdout on success.
+    pub fn compose(&self, args: &[&str]) -> anyhow::Result<String> {
+        let mut all = vec!["compose"];
+        all.extend_from_slice(args);
+        let output = self.script(&all).output().context("running compose")?;
+        if !output.status.success() {
+            bail!(
+                "compose {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    }
+
+    /// The id of a service's (long-running) container.
+    pub fn container(&self, service: &str) -> anyhow::Result<String> {
+        let id = self.compose(&["ps", "-q", service])?;
+        id.lines()
+            .next()
+            .map(str::to_owned)
+            .with_context(|| format!("no container for {service}"))
+    }
+
+    /// Base URL of a product's web tier on its published loopback port.
+    pub fn web_url(&self, product: &str) -> anyhow::Result<String> {
+        let mapping = self.compose(&["port", &format!("{product}-web"), "8080"])?;
+        let addr = mapping.lines().next().context("web port not published")?;
+        Ok(format!("http://{addr}"))
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = self
+            .script(&["compose", "down", "--volumes", "--remove-orphans"])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.secrets);
+    }
+}
+
+/// `docker inspect --format FORMAT TARGET`.
+pub fn inspect(target: &str, format: &str) -> anyhow::Result<String> {
+    let output = Command::new("docker")
+        .args(["inspect", "--format", format, target])
+        .output()?;
+    if !output.status.success() {
+        bail!(
+            "docker inspect {target}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+/// Polls `probe` until it returns `Some`, or fails after `limit` naming `what`.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = probe().await {
+            return Ok(value);
+        }
+        if Instant::now() >= deadline {
+            bail!("timed out after {}s waiting for {what}", limit.as_secs());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

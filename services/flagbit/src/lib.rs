@@ -37,7 +37,11 @@ impl Product for FlagBit {
         Router::new().route("/", get(platform::http::about::<Self>))
     }
 
-    async fn work(_config: Config, _pool: PgPool, shutdown: CancellationToken) -> anyhow::Result<()> {
+    async fn work(
+        _config: Config,
+        _pool: PgPool,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
         // No jobs yet: the worker is the shared heartbeat until the product adds its own.
         shutdown.cancelled().await;
         Ok(())

@@ -63,7 +63,10 @@ pub fn main<P: Product>() -> ExitCode {
         }
     };
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("{}: cannot start the async runtime: {e}", P::NAME);
@@ -103,7 +106,13 @@ async fn run_web<P: Product>(
 
     let pool = base.database.connect_lazy();
     let app = http::app(P::NAME, P::routes(config, pool.clone()), pool);
-    shutdown::serve(listener, app, shutdown.cancelled_owned(), base.drain_timeout).await?;
+    shutdown::serve(
+        listener,
+        app,
+        shutdown.cancelled_owned(),
+        base.drain_timeout,
+    )
+    .await?;
 
     tracing::info!("web tier stopped");
     Ok(())

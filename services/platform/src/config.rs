@@ -48,7 +48,10 @@ impl Env {
         product: &str,
         lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
     ) -> Self {
-        Self { prefix: product.to_ascii_uppercase(), lookup: Arc::new(lookup) }
+        Self {
+            prefix: product.to_ascii_uppercase(),
+            lookup: Arc::new(lookup),
+        }
     }
 
     /// The product's name, lower case.
@@ -62,7 +65,10 @@ impl Env {
     }
 
     fn error(&self, name: &str, problem: impl Into<String>) -> ConfigError {
-        ConfigError { var: self.var_name(name), problem: problem.into() }
+        ConfigError {
+            var: self.var_name(name),
+            problem: problem.into(),
+        }
     }
 
     /// The raw value, from the variable or from the file its `_FILE` twin names.
@@ -74,11 +80,9 @@ impl Env {
             (Some(_), Some(_)) => Err(self.error(name, "set both it and its _FILE form; set one")),
             (Some(value), None) => Ok(Some(value)),
             (None, Some(path)) => {
-                let contents = std::fs::read_to_string(&path).map_err(|e| {
-                    ConfigError {
-                        var: self.var_name(&format!("{name}_FILE")),
-                        problem: format!("cannot read {path}: {e}"),
-                    }
+                let contents = std::fs::read_to_string(&path).map_err(|e| ConfigError {
+                    var: self.var_name(&format!("{name}_FILE")),
+                    problem: format!("cannot read {path}: {e}"),
                 })?;
                 Ok(Some(contents.trim_end_matches(['\n', '\r']).to_owned()))
             }
@@ -130,7 +134,10 @@ impl Env {
     }
 
     pub fn optional_secret(&self, name: &str) -> Result<Option<SecretString>, ConfigError> {
-        Ok(self.get(name)?.filter(|v| !v.is_empty()).map(SecretString::from))
+        Ok(self
+            .get(name)?
+            .filter(|v| !v.is_empty())
+            .map(SecretString::from))
     }
 }
 
@@ -253,7 +260,10 @@ mod tests {
         let env = Env::with_lookup("demo", move |name| {
             (name == "DEMO_TOKEN_FILE").then(|| file.clone())
         });
-        assert_eq!(env.secret("TOKEN").unwrap().expose_secret(), "hunter2-but-longer");
+        assert_eq!(
+            env.secret("TOKEN").unwrap().expose_secret(),
+            "hunter2-but-longer"
+        );
         assert!(env.optional_secret("OTHER").unwrap().is_none());
 
         std::fs::remove_dir_all(&dir).unwrap();

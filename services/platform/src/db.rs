@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use secrecy::{ExposeSecret, SecretString};
+use sqlx::PgPool;
 use sqlx::migrate::{Migration, MigrationSource, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
 
 use crate::config::{ConfigError, Env};
 
@@ -67,7 +67,11 @@ impl DbConfig {
     }
 
     pub fn from_options(options: PgConnectOptions) -> Self {
-        Self { options, max_connections: 5, acquire_timeout: Duration::from_secs(3) }
+        Self {
+            options,
+            max_connections: 5,
+            acquire_timeout: Duration::from_secs(3),
+        }
     }
 
     /// A pool that connects on first use, so a process starts (and reports itself unready)
@@ -109,7 +113,9 @@ pub async fn migrate(pool: &PgPool, product: &Migrator) -> anyhow::Result<()> {
     let mut all: Vec<Migration> = SHARED.iter().chain(product.iter()).cloned().collect();
     all.sort_by_key(|m| m.version);
 
-    let migrator = Migrator::new(Combined(all)).await.context("assembling migrations")?;
+    let migrator = Migrator::new(Combined(all))
+        .await
+        .context("assembling migrations")?;
     migrator.run(pool).await.context("applying migrations")?;
     Ok(())
 }

@@ -12,7 +12,9 @@ use crate::config::{self, Env};
 pub fn check(env: &Env, target: &str) -> Result<(), String> {
     match target {
         "web" => {
-            let addr = env.parse_or("LISTEN_ADDR", config::default_listen_addr()).map_err(|e| e.to_string())?;
+            let addr = env
+                .parse_or("LISTEN_ADDR", config::default_listen_addr())
+                .map_err(|e| e.to_string())?;
             check_http(addr)
         }
         "worker" => {
@@ -20,15 +22,20 @@ pub fn check(env: &Env, target: &str) -> Result<(), String> {
             let file = config::heartbeat_file(env).map_err(|e| e.to_string())?;
             check_heartbeat(&file, interval * 3 + Duration::from_secs(5))
         }
-        other => Err(format!("unknown healthcheck target {other:?}; use web or worker")),
+        other => Err(format!(
+            "unknown healthcheck target {other:?}; use web or worker"
+        )),
     }
 }
 
 fn check_http(listen: SocketAddr) -> Result<(), String> {
     let target = SocketAddr::from(([127, 0, 0, 1], listen.port()));
     let timeout = Duration::from_secs(2);
-    let mut stream = TcpStream::connect_timeout(&target, timeout).map_err(|e| format!("connect {target}: {e}"))?;
-    stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    let mut stream = TcpStream::connect_timeout(&target, timeout)
+        .map_err(|e| format!("connect {target}: {e}"))?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
 
     stream
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
@@ -41,7 +48,10 @@ fn check_http(listen: SocketAddr) -> Result<(), String> {
     if status_line.starts_with("HTTP/1.1 200") {
         Ok(())
     } else {
-        Err(format!("unexpected answer: {:?}", status_line.lines().next().unwrap_or("")))
+        Err(format!(
+            "unexpected answer: {:?}",
+            status_line.lines().next().unwrap_or("")
+        ))
     }
 }
 
@@ -49,11 +59,17 @@ fn check_heartbeat(file: &std::path::Path, max_age: Duration) -> Result<(), Stri
     let modified = std::fs::metadata(file)
         .and_then(|m| m.modified())
         .map_err(|e| format!("no heartbeat at {}: {e}", file.display()))?;
-    let age = SystemTime::now().duration_since(modified).unwrap_or_default();
+    let age = SystemTime::now()
+        .duration_since(modified)
+        .unwrap_or_default();
     if age <= max_age {
         Ok(())
     } else {
-        Err(format!("last heartbeat {}s ago (limit {}s)", age.as_secs(), max_age.as_secs()))
+        Err(format!(
+            "last heartbeat {}s ago (limit {}s)",
+            age.as_secs(),
+            max_age.as_secs()
+        ))
     }
 }
 
@@ -67,14 +83,27 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("heartbeat");
 
-        assert!(check_heartbeat(&file, Duration::from_secs(60)).unwrap_err().contains("no heartbeat"));
+        assert!(
+            check_heartbeat(&file, Duration::from_secs(60))
+                .unwrap_err()
+                .contains("no heartbeat")
+        );
 
         std::fs::write(&file, "now").unwrap();
         assert!(check_heartbeat(&file, Duration::from_secs(60)).is_ok());
 
         let old = SystemTime::now() - Duration::from_secs(120);
-        std::fs::File::options().write(true).open(&file).unwrap().set_modified(old).unwrap();
-        assert!(check_heartbeat(&file, Duration::from_secs(60)).unwrap_err().contains("limit 60s"));
+        std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert!(
+            check_heartbeat(&file, Duration::from_secs(60))
+                .unwrap_err()
+                .contains("limit 60s")
+        );
 
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -42,7 +42,13 @@ struct ErrorDetail<'a> {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), field: None, source: None }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+            source: None,
+        }
     }
 
     /// A field of the request that is wrong; `field` is its JSON path or parameter name.
@@ -51,7 +57,11 @@ impl ApiError {
     }
 
     pub fn not_found(what: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
     }
 
     pub fn conflict(message: impl Into<String>) -> Self {
@@ -59,7 +69,11 @@ impl ApiError {
     }
 
     pub fn unauthorized() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing or unknown credentials")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or unknown credentials",
+        )
     }
 
     pub fn forbidden(message: impl Into<String>) -> Self {
@@ -110,9 +124,17 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let Some(source) = &self.source {
             if self.status.is_server_error() {
-                tracing::error!(error = format!("{source:#}"), code = self.code, "request failed");
+                tracing::error!(
+                    error = format!("{source:#}"),
+                    code = self.code,
+                    "request failed"
+                );
             } else {
-                tracing::warn!(error = format!("{source:#}"), code = self.code, "request refused");
+                tracing::warn!(
+                    error = format!("{source:#}"),
+                    code = self.code,
+                    "request refused"
+                );
             }
         } else if self.status.is_client_error() {
             tracing::debug!(code = self.code, field = self.field, message = %self.message);
@@ -140,7 +162,9 @@ pub fn app(product: &'static str, routes: Router, pool: PgPool) -> Router {
         .merge(health)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn(move |req, next| request_span(product, req, next)))
+        .layer(middleware::from_fn(move |req, next| {
+            request_span(product, req, next)
+        }))
 }
 
 async fn not_found() -> ApiError {
@@ -148,7 +172,11 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed",
+    )
 }
 
 /// What answers at `/`: the product and its version, so a person can tell which port is which.
@@ -215,7 +243,9 @@ async fn request_span(product: &'static str, mut req: Request, next: Next) -> Re
 /// Ids from outside end up in every log line, so only short, printable ones are kept.
 fn is_acceptable_request_id(id: &str) -> bool {
     (1..=128).contains(&id.len())
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
 #[cfg(test)]
@@ -224,7 +254,9 @@ mod tests {
 
     #[test]
     fn request_ids_from_outside_are_bounded_and_printable() {
-        assert!(is_acceptable_request_id("5f0c6b1e-8d1a-4c1e-9f1a-0a1b2c3d4e5f"));
+        assert!(is_acceptable_request_id(
+            "5f0c6b1e-8d1a-4c1e-9f1a-0a1b2c3d4e5f"
+        ));
         assert!(is_acceptable_request_id("lb:abc_123.x"));
         assert!(!is_acceptable_request_id(""));
         assert!(!is_acceptable_request_id(&"a".repeat(129)));

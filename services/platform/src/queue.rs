@@ -81,7 +81,11 @@ pub async fn claim(
 
 /// The job is done: it leaves the queue.
 pub async fn complete(db: impl PgExecutor<'_>, job: &Job) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM jobs WHERE id = $1").bind(job.id).execute(db).await.map(|_| ())
+    sqlx::query("DELETE FROM jobs WHERE id = $1")
+        .bind(job.id)
+        .execute(db)
+        .await
+        .map(|_| ())
 }
 
 /// Records a failed attempt: retried after `backoff(attempt)`, or kept as dead once
@@ -123,7 +127,9 @@ pub async fn fail(
 
 /// Exponential backoff from `base`, doubled per attempt and capped at `max`.
 pub fn backoff(attempt: i32, base: Duration, max: Duration) -> Duration {
-    let exponent = u32::try_from(attempt.saturating_sub(1)).unwrap_or(0).min(30);
+    let exponent = u32::try_from(attempt.saturating_sub(1))
+        .unwrap_or(0)
+        .min(30);
     base.saturating_mul(1 << exponent).min(max)
 }
 

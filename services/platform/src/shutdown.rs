@@ -75,7 +75,10 @@ pub async fn serve(
     match tokio::time::timeout(drain, server).await {
         Ok(result) => result.context("draining HTTP requests"),
         Err(_) => {
-            tracing::warn!(drain_secs = drain.as_secs(), "requests still running at the drain bound");
+            tracing::warn!(
+                drain_secs = drain.as_secs(),
+                "requests still running at the drain bound"
+            );
             Ok(())
         }
     }

@@ -7,12 +7,18 @@ use tracing_subscriber::EnvFilter;
 
 pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout);
 
     // try_init: a second call (tests) keeps the first subscriber instead of panicking.
     if std::io::stdout().is_terminal() {
         let _ = builder.try_init();
     } else {
-        let _ = builder.json().flatten_event(true).with_current_span(true).try_init();
+        let _ = builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init();
     }
 }

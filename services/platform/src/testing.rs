@@ -20,9 +20,16 @@ pub struct TestDb {
 }
 
 fn docker(args: &[&str]) -> anyhow::Result<String> {
-    let output = Command::new("docker").args(args).output().context("running docker")?;
+    let output = Command::new("docker")
+        .args(args)
+        .output()
+        .context("running docker")?;
     if !output.status.success() {
-        bail!("docker {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim());
+        bail!(
+            "docker {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
@@ -38,11 +45,25 @@ impl TestDb {
         let label = format!("{LABEL}=db");
         let password_env = format!("POSTGRES_PASSWORD={PASSWORD}");
         let container = docker(&[
-            "run", "-d", "--rm", "--label", &label, "-e", &password_env,
-            "-e", "POSTGRES_DB=app", "--tmpfs", "/var/lib/postgresql/data",
-            "-p", "127.0.0.1::5432", &image,
+            "run",
+            "-d",
+            "--rm",
+            "--label",
+            &label,
+            "-e",
+            &password_env,
+            "-e",
+            "POSTGRES_DB=app",
+            "--tmpfs",
+            "/var/lib/postgresql/data",
+            "-p",
+            "127.0.0.1::5432",
+            &image,
         ])?;
-        let mut db = Self { container, options: PgConnectOptions::new() };
+        let mut db = Self {
+            container,
+            options: PgConnectOptions::new(),
+        };
 
         db.options = PgConnectOptions::new()
             .host("127.0.0.1")
@@ -67,8 +88,13 @@ impl TestDb {
 
     fn port(&self) -> anyhow::Result<u16> {
         let mapping = docker(&["port", &self.container, "5432/tcp"])?;
-        let port = mapping.lines().next().and_then(|l| l.rsplit(':').next()).unwrap_or("");
-        port.parse().with_context(|| format!("unexpected port mapping {mapping:?}"))
+        let port = mapping
+            .lines()
+            .next()
+            .and_then(|l| l.rsplit(':').next())
+            .unwrap_or("");
+        port.parse()
+            .with_context(|| format!("unexpected port mapping {mapping:?}"))
     }
 
     pub async fn pool(&self) -> anyhow::Result<PgPool> {
@@ -91,6 +117,8 @@ async fn can_log_in(options: &PgConnectOptions) -> bool {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let _ = Command::new("docker").args(["rm", "-f", "-v", &self.container]).output();
+        let _ = Command::new("docker")
+            .args(["rm", "-f", "-v", &self.container])
+            .output();
     }
 }

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Builds the release binaries and one image per product: the runtime base plus the binary,
+# run as a non-root user. An image whose inputs (binary and Dockerfile) are unchanged is not
+# rebuilt: the image carries a digest of its inputs in a label, compared before building.
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(dirname "$here")"
+products=(documint cronping flagbit webhookvault)
+base="${RUNTIME_BASE_IMAGE:-refdeploy/base:bookworm}"
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
+
+echo "cargo: building release binaries (several minutes the first time, seconds after)"
+packages=()
+for product in "${products[@]}"; do packages+=(-p "$product"); done
+(cd "$root" && cargo build --release --locked --bins "${packages[@]}")
+
+for product in "${products[@]}"; do
+    image="refdeploy/$product:latest"
+    context="$target_dir/images/$product"
+    mkdir -p "$context"
+    cp -p "$target_dir/release/$product" "$context/$product"
+
+    cat >"$context/Dockerfile" <<DOCKERFILE
+FROM $base
+COPY $product /usr/local/bin/$product
+USER 10001:10001
+ENTRYPOINT ["/usr/local/bin/$product"]
+CMD ["web"]
+DOCKERFILE
+
+    inputs="$(cat "$context/Dockerfile" "$context/$product" | sha256sum | cut -d' ' -f1)"
+    current="$(docker image inspect --format '{{ index .Config.Labels "refdeploy.inputs" }}' \
+        "$image" 2>/dev/null || true)"
+    if [ "$current" = "$inputs" ]; then
+        continue
+    fi
+
+    echo "image: building $image"
+    DOCKER_BUILDKIT=0 docker build --quiet --label "refdeploy.inputs=$inputs" \
+        --label "org.opencontainers.image.title=$product" -t "$image" "$context" >/dev/null
+done

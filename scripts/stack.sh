@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# Runs the stack with Compose: `up`, `down`, `clean`, `ps`, `logs`, `compose ARGS...`.
+#
+# One Compose project (COMPOSE_PROJECT_NAME, default refdeploy) made of the four products'
+# files under compose/. The tests run their own projects under unique names, with
+# empty *_PORT variables so the web tiers publish on free loopback ports.
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(dirname "$here")"
+products=(documint cronping flagbit webhookvault)
+
+export COMPOSE_PROJECT_NAME="${COMPOSE_PROJECT_NAME:-refdeploy}"
+export SECRETS_DIR="${SECRETS_DIR:-$root/.secrets}"
+wait_timeout="${WAIT_TIMEOUT:-180}"
+
+say() { echo "==> $*"; }
+
+compose_cmd() {
+    if [ -n "${COMPOSE:-}" ]; then
+        echo "$COMPOSE"
+    elif docker compose version >/dev/null 2>&1; then
+        echo "docker compose"
+    else
+        echo "docker-compose"
+    fi
+}
+
+compose() {
+    local files=()
+    for product in "${products[@]}"; do files+=(-f "$root/compose/$product.yml"); done
+    # shellcheck disable=SC2046 # the command is one or two words on purpose
+    $(compose_cmd) -p "$COMPOSE_PROJECT_NAME" "${files[@]}" "$@"
+}
+
+# Container id → "name health" for every container of the project.
+health_table() {
+    local ids
+    ids=$(docker ps -aq --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" \
+        --filter "label=com.docker.compose.oneoff=False")
+    [ -n "$ids" ] || return 0
+    # shellcheck disable=SC2086
+    docker inspect --format \
+        '{{ index .Config.Labels "com.docker.compose.service" }} {{ if .State.Health }}{{ .State.Health.Status }}{{ else }}{{ .State.Status }}{{ end }}' \
+        $ids
+}
+
+# Waits until every named service's container is healthy; on timeout shows the last log
+# lines of those that are not, and fails.
+wait_healthy() {
+    local deadline=$((SECONDS + wait_timeout)) last="" pending
+    while :; do
+        pending=""
+        for service in "$@"; do
+            status=$(health_table | awk -v s="$service" '$1 == s { print $2 }')
+            [ "$status" = healthy ] || pending="$pending $service(${status:-missing})"
+        done
+        [ -z "$pending" ] && return 0
+
+        if [ "$pending" != "$last" ]; then
+            say "waiting for:$pending"
+            last="$pending"
+        fi
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            echo "error: not healthy within ${wait_timeout}s:$pending" >&2
+            for service in $pending; do
+                service=${service%%(*}
+                echo "---- last log lines of $service ----" >&2
+                compose logs --no-color --tail 30 "$service" >&2 || true
+            done
+            return 1
+        fi
+        sleep 1
+    done
+}
+
+web_url() {
+    local mapping
+    mapping=$(compose port "$1-web" 8080 2>/dev/null | head -n1)
+    [ -n "$mapping" ] && echo "http://$mapping"
+}
+
+up() {
+    # The tests build the images once, before any of them starts a stack.
+    if [ "${STACK_SKIP_BUILD:-}" != 1 ]; then
+        say "checking host tools"
+        "$here/ensure-tools.sh"
+
+        say "base images"
+        "$here/build-base-images.sh"
+
+        say "service images"
+        "$here/build-service-images.sh"
+    fi
+
+    "$here/secrets.sh"
+
+    local dbs=() all=()
+    for product in "${products[@]}"; do
+        dbs+=("$product-db")
+        all+=("$product-db" "$product-web" "$product-worker")
+    done
+
+    say "starting the databases"
+    compose up -d --no-build "${dbs[@]}"
+    wait_healthy "${dbs[@]}"
+
+    for product in "${products[@]}"; do
+        say "migrating $product"
+        compose --profile migrate run --rm --no-deps "$product-migrate" >/dev/null
+    done
+
+    say "starting web tiers and workers"
+    compose up -d --no-build "${all[@]}"
+    wait_healthy "${all[@]}"
+
+    for product in "${products[@]}"; do
+        url=$(web_url "$product")
+        if ! curl -fsS --max-time 5 "$url/readyz" >/dev/null; then
+            echo "error: $product is healthy but $url/readyz does not answer 200" >&2
+            return 1
+        fi
+    done
+
+    say "ready"
+    for product in "${products[@]}"; do
+        printf '  %-13s %s\n' "$product" "$(web_url "$product")"
+    done
+}
+
+command="${1:-}"
+shift || true
+case "$command" in
+    up) up ;;
+    down) compose down --remove-orphans "$@" ;;
+    clean)
+        compose down --remove-orphans --volumes
+        images=$(docker images -q 'refdeploy/*' | sort -u)
+        # shellcheck disable=SC2086
+        [ -z "$images" ] || docker rmi -f $images >/dev/null
+        say "removed containers, networks, data volumes and the refdeploy/ images"
+        ;;
+    ps) compose ps "$@" ;;
+    logs) compose logs "$@" ;;
+    compose) compose "$@" ;;
+    *)
+        echo "usage: $0 up|down|clean|ps|logs|compose ARGS..." >&2
+        exit 2
+        ;;
+esac
