@@ -44,6 +44,13 @@ impl DbConfig {
     /// `DATABASE_PASSWORD_FILE`, which overrides any password in the URL.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let url = env.required("DATABASE_URL")?;
+        // sqlx parses any scheme; a mysql:// URL here is a mistake worth stopping for.
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(ConfigError {
+                var: env.var_name("DATABASE_URL"),
+                problem: "must start with postgres:// or postgresql://".to_owned(),
+            });
+        }
         let mut options = PgConnectOptions::from_str(&url).map_err(|e| ConfigError {
             var: env.var_name("DATABASE_URL"),
             // The error text never contains the URL itself, which may hold a password.

@@ -230,9 +230,17 @@ async fn request_span(product: &'static str, mut req: Request, next: Next) -> Re
     let started = Instant::now();
     let mut response = next.run(req).instrument(span.clone()).await;
 
+    // Probes arrive every few seconds; logging each at info would drown everything else.
     let status = response.status().as_u16();
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-    span.in_scope(|| tracing::info!(status, elapsed_ms, "request finished"));
+    let probe = matches!(route.as_str(), "/healthz" | "/readyz") && status == 200;
+    span.in_scope(|| {
+        if probe {
+            tracing::debug!(status, elapsed_ms, "request finished");
+        } else {
+            tracing::info!(status, elapsed_ms, "request finished");
+        }
+    });
 
     if let Some(value) = header {
         response.headers_mut().insert(REQUEST_ID, value);
