@@ -55,7 +55,8 @@ impl TestDb {
             "-e",
             "POSTGRES_DB=app",
             "--tmpfs",
-            "/var/lib/postgresql/data",
+            // The entrypoint refuses a data directory it does not own.
+            "/var/lib/postgresql/data:uid=999,gid=999,mode=0700",
             "-p",
             "127.0.0.1::5432",
             &image,
@@ -72,15 +73,22 @@ impl TestDb {
             .password(PASSWORD)
             .database("app");
 
-        // pg_isready over TCP only answers once the real server (not the init one) runs.
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let ready = docker(&["exec", &db.container, "pg_isready", "-h", "127.0.0.1", "-q"]);
-            if ready.is_ok() && can_log_in(&db.options).await {
-                return Ok(db);
-            }
+            // pg_isready over TCP only answers once the real server (not the init one) runs.
+            let last_error = match docker(&["exec", &db.container, "pg_isready", "-h", "127.0.0.1"])
+            {
+                Ok(_) => match log_in(&db.options).await {
+                    Ok(()) => return Ok(db),
+                    Err(e) => e.to_string(),
+                },
+                Err(e) => e.to_string(),
+            };
             if Instant::now() > deadline {
-                bail!("test database {} not ready within 60 s", db.container);
+                bail!(
+                    "test database {} not ready within 60 s: {last_error}",
+                    db.container
+                );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -106,13 +114,13 @@ impl TestDb {
     }
 }
 
-async fn can_log_in(options: &PgConnectOptions) -> bool {
+async fn log_in(options: &PgConnectOptions) -> Result<(), sqlx::Error> {
     use sqlx::Connection as _;
 
-    match sqlx::PgConnection::connect_with(options).await {
-        Ok(conn) => conn.close().await.is_ok(),
-        Err(_) => false,
-    }
+    sqlx::PgConnection::connect_with(options)
+        .await?
+        .close()
+        .await
 }
 
 impl Drop for TestDb {
