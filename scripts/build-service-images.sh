@@ -40,3 +40,6 @@ DOCKERFILE
     DOCKER_BUILDKIT=0 docker build --quiet --label "refdeploy.inputs=$inputs" \
         --label "org.opencontainers.image.title=$product" -t "$image" "$context" >/dev/null
 done
+
+# A rebuilt image leaves its predecessor untagged; nothing else uses it.
+docker image prune --force --filter label=refdeploy.inputs >/dev/null

@@ -135,9 +135,15 @@ case "$command" in
     down) compose down --remove-orphans "$@" ;;
     clean)
         compose down --remove-orphans --volumes
-        images=$(docker images -q 'refdeploy/*' | sort -u)
+        # Children before parents: service images (also superseded, untagged ones), then
+        # the base images, then the root filesystems they were built from.
+        images=$(docker images -aq --filter label=refdeploy.inputs | sort -u)
         # shellcheck disable=SC2086
         [ -z "$images" ] || docker rmi -f $images >/dev/null
+        tags=$(docker images --format '{{ .Repository }}:{{ .Tag }}' 'refdeploy/*')
+        for tag in $(grep -v -- '-rootfs:' <<<"$tags") $(grep -- '-rootfs:' <<<"$tags"); do
+            docker rmi "$tag" >/dev/null
+        done
         say "removed containers, networks, data volumes and the refdeploy/ images"
         ;;
     ps) compose ps "$@" ;;
