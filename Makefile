@@ -7,13 +7,14 @@ SHELL := /bin/bash
 # Reuse a cargo target directory outside the checkout when the caller names one.
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: help up down clean logs ps images test lint unit-tests fmt
+.PHONY: help up down clean logs ps audit images test lint fmt
 
 help:
 	@echo "make up      build what is missing, start all four products, wait until healthy"
 	@echo "make down    stop the stack (data is kept)"
 	@echo "make clean   stop it and remove its data volumes and built images"
 	@echo "make logs    follow the logs;  make ps  list the containers"
+	@echo "make audit   check the running containers against the isolation policy"
 	@echo "make test    formatting, clippy, unit and container tests"
 
 up:
@@ -30,6 +31,10 @@ logs:
 
 ps:
 	@scripts/stack.sh ps
+
+audit:
+	@cargo build --release --locked --quiet -p audit
+	@scripts/stack.sh audit
 
 images:
 	@scripts/ensure-tools.sh

@@ -1,21 +1,22 @@
 #!/usr/bin/env bash
-# Builds the release binaries and one image per product: the runtime base plus the binary,
-# run as a non-root user. An image whose inputs (binary and Dockerfile) are unchanged is not
+# Builds the release binaries and one image per product, plus the isolation tests' probe:
+# the runtime base plus the binary, run as a non-root user. An image whose inputs (binary and Dockerfile) are unchanged is not
 # rebuilt: the image carries a digest of its inputs in a label, compared before building.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
-products=(documint cronping flagbit webhookvault)
+binaries=(documint cronping flagbit webhookvault probe)
 base="${RUNTIME_BASE_IMAGE:-refdeploy/base:bookworm}"
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
 
 echo "cargo: building release binaries (several minutes the first time, seconds after)"
 packages=()
-for product in "${products[@]}"; do packages+=(-p "$product"); done
+for binary in "${binaries[@]}"; do packages+=(-p "$binary"); done
+packages+=(-p audit) # run on the host by `make up` and `make audit`, not shipped in an image
 (cd "$root" && cargo build --release --locked --bins "${packages[@]}")
 
-for product in "${products[@]}"; do
+for product in "${binaries[@]}"; do
     image="refdeploy/$product:latest"
     context="$target_dir/images/$product"
     mkdir -p "$context"
@@ -26,7 +27,6 @@ FROM $base
 COPY $product /usr/local/bin/$product
 USER 10001:10001
 ENTRYPOINT ["/usr/local/bin/$product"]
-CMD ["web"]
 DOCKERFILE
 
     inputs="$(cat "$context/Dockerfile" "$context/$product" | sha256sum | cut -d' ' -f1)"
@@ -37,8 +37,14 @@ DOCKERFILE
     fi
 
     echo "image: building $image"
-    DOCKER_BUILDKIT=0 docker build --quiet --label "refdeploy.inputs=$inputs" \
-        --label "org.opencontainers.image.title=$product" -t "$image" "$context" >/dev/null
+    # The classic builder (no buildx needed) warns that it is deprecated on every run: its
+    # output is shown only when the build fails.
+    if ! DOCKER_BUILDKIT=0 docker build --quiet --label "refdeploy.inputs=$inputs" \
+        --label "org.opencontainers.image.title=$product" -t "$image" "$context" \
+        >"$context/build.log" 2>&1; then
+        cat "$context/build.log" >&2
+        exit 1
+    fi
 done
 
 # A rebuilt image leaves its predecessor untagged; nothing else uses it.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the stack with Compose: `up`, `down`, `clean`, `ps`, `logs`, `compose ARGS...`.
+# Runs the stack with Compose: `up`, `down`, `clean`, `ps`, `logs`, `audit`, `compose ARGS...`.
 #
 # One Compose project (COMPOSE_PROJECT_NAME, default refdeploy) made of the four products'
 # files under compose/. The tests run their own projects under unique names, with
@@ -122,10 +122,20 @@ up() {
         fi
     done
 
+    # The tests audit their stacks themselves.
+    if [ "${STACK_SKIP_BUILD:-}" != 1 ]; then
+        say "auditing the containers against the isolation policy"
+        audit
+    fi
+
     say "ready"
     for product in "${products[@]}"; do
         printf '  %-13s %s\n' "$product" "$(web_url "$product")"
     done
+}
+
+audit() {
+    "${CARGO_TARGET_DIR:-$root/target}/release/audit" "$COMPOSE_PROJECT_NAME"
 }
 
 command="${1:-}"
@@ -147,10 +157,11 @@ case "$command" in
         say "removed containers, networks, data volumes and the refdeploy/ images"
         ;;
     ps) compose ps "$@" ;;
+    audit) audit ;;
     logs) compose logs "$@" ;;
     compose) compose "$@" ;;
     *)
-        echo "usage: $0 up|down|clean|ps|logs|compose ARGS..." >&2
+        echo "usage: $0 up|down|clean|ps|logs|audit|compose ARGS..." >&2
         exit 2
         ;;
 esac

@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
+pub mod matrix;
+pub mod probe;
+
 pub const PRODUCTS: [&str; 4] = ["documint", "cronping", "flagbit", "webhookvault"];
 
 pub fn repo_root() -> PathBuf {
@@ -19,7 +22,8 @@ pub fn repo_root() -> PathBuf {
 
 pub struct Stack {
     pub project: String,
-    secrets: PathBuf,
+    /// The project's generated secrets (database passwords).
+    pub secrets: PathBuf,
 }
 
 impl Stack {

@@ -1,5 +1,7 @@
-//! The whole stack as `make up` runs it, under a throwaway project: every product ready,
-//! databases unpublished on one internal network, and readiness that follows the database.
+//! The whole stack as `make up` runs it, under a throwaway project. One stack serves every
+//! check, because each stack takes ten of the engine's address pools: every product ready,
+//! databases unpublished on one internal network, the isolation matrix, the audit, and
+//! readiness that follows the database.
 
 use std::time::Duration;
 
@@ -13,7 +15,8 @@ async fn readyz(client: &reqwest::Client, base: &str) -> Option<(StatusCode, ser
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn stack_comes_up_isolated_and_readiness_follows_the_database() -> anyhow::Result<()> {
+async fn stack_is_isolated_passes_the_audit_and_readiness_follows_the_database()
+-> anyhow::Result<()> {
     let stack = Stack::up()?;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -45,6 +48,16 @@ async fn stack_comes_up_isolated_and_readiness_follows_the_database() -> anyhow:
             "{product}-db network"
         );
     }
+
+    // Every database from every network: only its own internal one, only with credentials.
+    let docker = bollard::Docker::connect_with_local_defaults()?;
+    let matrix = stack_tests::matrix::check(&stack, &docker).await?;
+    println!("{matrix}");
+
+    let report = audit::audit(&docker, &stack.project).await?;
+    println!("{}", report.table());
+    assert!(report.passed(), "audit of the stack:\n{}", report.table());
+    assert_eq!(report.containers.len(), 12, "{}", report.table());
 
     // Stop one product's database: its web tier stays up and reports itself unready, then
     // ready again once the database is back, without being restarted.

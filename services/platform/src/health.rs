@@ -30,29 +30,36 @@ pub fn check(env: &Env, target: &str) -> Result<(), String> {
 
 fn check_http(listen: SocketAddr) -> Result<(), String> {
     let target = SocketAddr::from(([127, 0, 0, 1], listen.port()));
-    let timeout = Duration::from_secs(2);
+    let status_line = http_get_status(target, "/healthz", Duration::from_secs(2))?;
+    if status_line.starts_with("HTTP/1.1 200") {
+        Ok(())
+    } else {
+        Err(format!("unexpected answer: {status_line:?}"))
+    }
+}
+
+/// A plain HTTP/1.1 GET, returning the status line. Enough for probes; no TLS, no redirects.
+pub fn http_get_status(
+    target: SocketAddr,
+    path: &str,
+    timeout: Duration,
+) -> Result<String, String> {
     let mut stream = TcpStream::connect_timeout(&target, timeout)
         .map_err(|e| format!("connect {target}: {e}"))?;
     stream
         .set_read_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
 
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n");
     stream
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .write_all(request.as_bytes())
         .map_err(|e| format!("write: {e}"))?;
 
     // The status line is all that matters; 64 bytes holds it.
     let mut head = [0u8; 64];
     let n = stream.read(&mut head).map_err(|e| format!("read: {e}"))?;
-    let status_line = String::from_utf8_lossy(&head[..n]);
-    if status_line.starts_with("HTTP/1.1 200") {
-        Ok(())
-    } else {
-        Err(format!(
-            "unexpected answer: {:?}",
-            status_line.lines().next().unwrap_or("")
-        ))
-    }
+    let head = String::from_utf8_lossy(&head[..n]);
+    Ok(head.lines().next().unwrap_or("").to_owned())
 }
 
 fn check_heartbeat(file: &std::path::Path, max_age: Duration) -> Result<(), String> {

@@ -1,0 +1,220 @@
+//! The stack audit against deliberately misconfigured containers: each is hardened like the
+//! stack's own except for one property, and the audit must name exactly that violation.
+
+use std::collections::HashMap;
+
+use audit::{PROJECT_LABEL, SERVICE_LABEL};
+use bollard::models::{NetworkCreateRequest, PortBinding, RestartPolicy, RestartPolicyNameEnum};
+use stack_tests::probe::{IMAGE, TEST_LABEL};
+use testcontainers::core::Healthcheck;
+use testcontainers::runners::AsyncRunner as _;
+use testcontainers::{ContainerAsync, ContainerRequest, GenericImage, ImageExt as _};
+
+/// What a misconfigured container differs in from the hardened default.
+#[derive(Default)]
+struct Flaw {
+    publish: bool,
+    root: bool,
+    secret_env: bool,
+}
+
+fn container(
+    project: &str,
+    service: &str,
+    network: &str,
+    flaw: Flaw,
+) -> ContainerRequest<GenericImage> {
+    let publish = flaw.publish;
+    let mut request = GenericImage::new(IMAGE, "latest")
+        .with_cmd(["serve", "8000"])
+        .with_network(network)
+        .with_label(PROJECT_LABEL, project)
+        .with_label(SERVICE_LABEL, service)
+        .with_label(TEST_LABEL, "audit")
+        .with_user(if flaw.root { "0" } else { "10001:10001" })
+        .with_health_check(Healthcheck::cmd(["/usr/local/bin/probe", "--version"]))
+        .with_host_config_modifier(move |host| {
+            host.readonly_rootfs = Some(true);
+            host.security_opt = Some(vec!["no-new-privileges:true".to_owned()]);
+            host.cap_drop = Some(vec!["ALL".to_owned()]);
+            host.memory = Some(64 * 1024 * 1024);
+            host.restart_policy = Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                maximum_retry_count: None,
+            });
+            host.publish_all_ports = Some(false);
+            host.port_bindings = publish.then(|| {
+                let binding = PortBinding {
+                    host_ip: Some(String::new()),
+                    host_port: Some(String::new()),
+                };
+                HashMap::from([("8000/tcp".to_owned(), Some(vec![binding]))])
+            });
+        });
+    if flaw.secret_env {
+        request = request.with_env_var("SHOP_DATABASE_PASSWORD", "hunter2-hunter2");
+    }
+    request
+}
+
+async fn network(docker: &bollard::Docker, name: &str, internal: bool) -> anyhow::Result<()> {
+    let request = NetworkCreateRequest {
+        name: name.to_owned(),
+        internal: Some(internal),
+        labels: Some(HashMap::from([(TEST_LABEL.to_owned(), "audit".to_owned())])),
+        ..Default::default()
+    };
+    docker.create_network(request).await?;
+    Ok(())
+}
+
+/// Removes the networks this test made, after the containers on them are gone.
+struct Networks(Vec<String>);
+
+impl Drop for Networks {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            let _ = std::process::Command::new("docker")
+                .args(["network", "rm", name])
+                .output();
+        }
+    }
+}
+
+async fn start(
+    request: ContainerRequest<GenericImage>,
+) -> anyhow::Result<ContainerAsync<GenericImage>> {
+    Ok(request.start().await?)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_names_each_deliberate_violation_and_nothing_else() -> anyhow::Result<()> {
+    let docker = bollard::Docker::connect_with_local_defaults()?;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let project = format!("refdeploy-test-audit-{}", &id[..12]);
+    let internal = format!("{project}_shop-internal");
+    let shared = format!("{project}_shared");
+    let other_internal = format!("{project}_other-internal");
+
+    // Dropped last (declared first): containers go before their networks.
+    let _networks = Networks(vec![
+        internal.clone(),
+        shared.clone(),
+        other_internal.clone(),
+    ]);
+    network(&docker, &internal, true).await?;
+    network(&docker, &shared, false).await?;
+    network(&docker, &other_internal, true).await?;
+
+    let compliant_db = start(container(
+        &project,
+        "other-db",
+        &other_internal,
+        Flaw::default(),
+    ))
+    .await?;
+    let published_db = start(container(
+        &project,
+        "shop-db",
+        &internal,
+        Flaw {
+            publish: true,
+            ..Flaw::default()
+        },
+    ))
+    .await?;
+    let root_web = start(container(
+        &project,
+        "shop-web",
+        &internal,
+        Flaw {
+            root: true,
+            ..Flaw::default()
+        },
+    ))
+    .await?;
+    let secret_worker = start(container(
+        &project,
+        "shop-worker",
+        &internal,
+        Flaw {
+            secret_env: true,
+            ..Flaw::default()
+        },
+    ))
+    .await?;
+    // One network joined by two products: shop's and other's workers.
+    let shop_shared = start(container(&project, "shop-sync", &shared, Flaw::default())).await?;
+    let other_shared = start(container(&project, "other-sync", &shared, Flaw::default())).await?;
+
+    let report = audit::audit(&docker, &project).await?;
+    println!("{}", report.table());
+
+    let name = |c: &ContainerAsync<GenericImage>| {
+        let id = c.id().to_owned();
+        let docker = docker.clone();
+        async move {
+            let inspected = docker.inspect_container(&id, None).await?;
+            anyhow::Ok(
+                inspected
+                    .name
+                    .unwrap_or_default()
+                    .trim_start_matches('/')
+                    .to_owned(),
+            )
+        }
+    };
+    let checks_of = |container: &str| -> Vec<&'static str> {
+        report
+            .violations_of(container)
+            .iter()
+            .map(|v| v.check)
+            .collect()
+    };
+
+    assert_eq!(report.containers.len(), 6, "{}", report.table());
+    assert_eq!(
+        checks_of(&name(&compliant_db).await?),
+        Vec::<&str>::new(),
+        "{}",
+        report.table()
+    );
+    assert_eq!(
+        checks_of(&name(&published_db).await?),
+        ["ports"],
+        "{}",
+        report.table()
+    );
+    assert_eq!(
+        checks_of(&name(&root_web).await?),
+        ["user"],
+        "{}",
+        report.table()
+    );
+    assert_eq!(
+        checks_of(&name(&secret_worker).await?),
+        ["secrets"],
+        "{}",
+        report.table()
+    );
+    assert_eq!(
+        checks_of(&name(&shop_shared).await?),
+        ["networks"],
+        "{}",
+        report.table()
+    );
+    assert_eq!(
+        checks_of(&name(&other_shared).await?),
+        ["networks"],
+        "{}",
+        report.table()
+    );
+
+    let secret = &report.violations_of(&name(&secret_worker).await?)[0].detail;
+    assert!(
+        secret.contains("SHOP_DATABASE_PASSWORD") && !secret.contains("hunter2"),
+        "{secret}"
+    );
+    assert!(!report.passed());
+    Ok(())
+}
