@@ -81,9 +81,8 @@ fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
 fn sigterm(pid: u32) {
     let status = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+        .status();
+    assert!(status.is_ok_and(|s| s.success()), "kill -TERM {pid}");
 }
 
 #[tokio::test]
