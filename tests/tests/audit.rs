@@ -16,6 +16,7 @@ struct Flaw {
     publish: bool,
     root: bool,
     secret_env: bool,
+    privileged: bool,
 }
 
 fn container(
@@ -24,7 +25,7 @@ fn container(
     network: &str,
     flaw: Flaw,
 ) -> ContainerRequest<GenericImage> {
-    let publish = flaw.publish;
+    let (publish, privileged) = (flaw.publish, flaw.privileged);
     let mut request = GenericImage::new(IMAGE, "latest")
         .with_cmd(["serve", "8000"])
         .with_network(network)
@@ -43,6 +44,7 @@ fn container(
                 maximum_retry_count: None,
             });
             host.publish_all_ports = Some(false);
+            host.privileged = Some(privileged);
             host.port_bindings = publish.then(|| {
                 let binding = PortBinding {
                     host_ip: Some(String::new()),
@@ -146,6 +148,17 @@ async fn audit_names_each_deliberate_violation_and_nothing_else() -> anyhow::Res
     // One network joined by two products: shop's and other's workers.
     let shop_shared = start(container(&project, "shop-sync", &shared, Flaw::default())).await?;
     let other_shared = start(container(&project, "other-sync", &shared, Flaw::default())).await?;
+    let privileged = Flaw {
+        privileged: true,
+        ..Flaw::default()
+    };
+    let privileged_worker = start(container(
+        &project,
+        "other-worker",
+        &other_internal,
+        privileged,
+    ))
+    .await?;
 
     let report = audit::audit(&docker, &project).await?;
     println!("{}", report.table());
@@ -172,7 +185,7 @@ async fn audit_names_each_deliberate_violation_and_nothing_else() -> anyhow::Res
             .collect()
     };
 
-    assert_eq!(report.containers.len(), 6, "{}", report.table());
+    assert_eq!(report.containers.len(), 7, "{}", report.table());
     assert_eq!(
         checks_of(&name(&compliant_db).await?),
         Vec::<&str>::new(),
@@ -206,6 +219,12 @@ async fn audit_names_each_deliberate_violation_and_nothing_else() -> anyhow::Res
     assert_eq!(
         checks_of(&name(&other_shared).await?),
         ["networks"],
+        "{}",
+        report.table()
+    );
+    assert_eq!(
+        checks_of(&name(&privileged_worker).await?),
+        ["escape"],
         "{}",
         report.table()
     );

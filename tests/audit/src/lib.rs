@@ -2,8 +2,9 @@
 //! and held to this deployment's policy. Databases publish nothing and sit on exactly one,
 //! internal, network; web tiers publish on loopback only; no network joins two products;
 //! every container runs as a non-root user on a read-only root with no-new-privileges, all
-//! capabilities dropped, a healthcheck, a restart policy and a memory limit; and secrets
-//! arrive as files, never as environment variables.
+//! capabilities dropped, a healthcheck, a restart policy and a memory limit; nothing that
+//! hands a container the host (privileged mode, the host's namespaces, the Docker socket);
+//! and secrets arrive as files, never as environment variables.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -17,7 +18,7 @@ pub const PROJECT_LABEL: &str = "com.docker.compose.project";
 pub const SERVICE_LABEL: &str = "com.docker.compose.service";
 
 /// The checks, in the order the table shows them.
-pub const CHECKS: [&str; 10] = [
+pub const CHECKS: [&str; 11] = [
     "ports",
     "networks",
     "user",
@@ -27,6 +28,7 @@ pub const CHECKS: [&str; 10] = [
     "healthcheck",
     "restart",
     "memory",
+    "escape",
     "secrets",
 ];
 
@@ -290,6 +292,32 @@ pub fn check_all(
 
         if host.memory.unwrap_or(0) <= 0 {
             fail("memory", "no memory limit".to_owned());
+        }
+
+        // Any one of these gives the container the host, whatever else is locked down.
+        let mut escapes = Vec::new();
+        if host.privileged == Some(true) {
+            escapes.push("privileged".to_owned());
+        }
+        for (what, mode) in [
+            ("network", &host.network_mode),
+            ("pid", &host.pid_mode),
+            ("ipc", &host.ipc_mode),
+        ] {
+            if mode.as_deref() == Some("host") {
+                escapes.push(format!("host {what} namespace"));
+            }
+        }
+        let mounts = c.mounts.clone().unwrap_or_default();
+        if mounts.iter().any(|m| {
+            m.source
+                .as_deref()
+                .is_some_and(|s| s.ends_with("docker.sock"))
+        }) {
+            escapes.push("the Docker socket mounted".to_owned());
+        }
+        if !escapes.is_empty() {
+            fail("escape", escapes.join(", "));
         }
 
         for var in config.env.clone().unwrap_or_default() {
