@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Generates the database passwords on first use: one file per product and role under
-# $SECRETS_DIR (default .secrets/, never committed). Existing files are kept, so running it
+# Generates the secrets on first use: the database passwords, one file per product and role,
+# and the products' API keys, under $SECRETS_DIR (default .secrets/, never committed). Existing files are kept, so running it
 # again changes nothing.
 #
 # Ownership matters because Compose mounts secret files as they are on the host (v1 ignores
@@ -49,6 +49,13 @@ for product in "${products[@]}"; do
     done
 done
 
+# CronPing's API keys (read-write and read-only), read by its web tier (uid 10001).
+write_secret "$dir/cronping/api_key" 10001:999 0640
+write_secret "$dir/cronping/api_key_readonly" 10001:999 0640
+
+# FlagBit's management API key, read by its web tier (uid 10001).
+write_secret "$dir/flagbit/admin_key" 10001:999 0640
+
 if [ "$created" -gt 0 ]; then
-    echo "secrets: generated $created password files under $dir"
+    echo "secrets: generated $created secret files under $dir"
 fi

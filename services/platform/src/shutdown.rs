@@ -62,6 +62,8 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let stopping = CancellationToken::new();
     let stop = stopping.clone();
+    // Handlers that record who called (a ping's source address) read it from ConnectInfo.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server = axum::serve(listener, app)
         .with_graceful_shutdown(async move { stop.cancelled().await })
         .into_future();
