@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Generates the secrets on first use: the database passwords, one file per product and role,
-# and the products' API keys, under $SECRETS_DIR (default .secrets/, never committed). Existing files are kept, so running it
-# again changes nothing.
+# and the products' API keys, under $SECRETS_DIR (default .secrets/, never committed).
+# Existing files are kept, so running it again changes nothing.
 #
 # Ownership matters because Compose mounts secret files as they are on the host (v1 ignores
 # the mode/uid/gid options): the admin password is read only by PostgreSQL (uid 999); a role
