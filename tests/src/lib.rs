@@ -13,8 +13,14 @@ pub mod probe;
 
 pub const PRODUCTS: [&str; 4] = ["documint", "cronping", "flagbit", "webhookvault"];
 
+/// The checkout the tests run from. Read at run time (cargo and nextest set the variable for
+/// test processes) rather than baked in at compile time: a cargo target directory shared by
+/// two checkouts can hand one of them a library built from the other.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default()

@@ -3,8 +3,10 @@
 //! databases unpublished on one internal network, the isolation matrix, the audit, and
 //! readiness that follows the database.
 
+use std::process::Command;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use reqwest::StatusCode;
 use stack_tests::{PRODUCTS, Stack, eventually, inspect};
 
@@ -62,6 +64,10 @@ async fn stack_is_isolated_passes_the_audit_and_readiness_follows_the_database()
         );
     }
 
+    // The products as their users meet them, through the published ports.
+    cronping_check_goes_up_after_a_ping(&stack, &client).await?;
+    println!("{}", flagbit_serves_a_real_openfeature_client(&stack)?);
+
     // Stop one product's database: its web tier stays up and reports itself unready, then
     // ready again once the database is back, without being restarted.
     let base = stack.web_url("cronping")?;
@@ -108,4 +114,75 @@ async fn stack_is_isolated_passes_the_audit_and_readiness_follows_the_database()
     );
     assert_eq!(inspect(&web, "{{ .RestartCount }}")?, "0");
     Ok(())
+}
+
+/// The README's CronPing example: create a check, ping its URL, see it up.
+async fn cronping_check_goes_up_after_a_ping(
+    stack: &Stack,
+    client: &reqwest::Client,
+) -> anyhow::Result<()> {
+    let base = stack.web_url("cronping")?;
+    let key = std::fs::read_to_string(stack.secrets.join("cronping/api_key"))
+        .context("reading CronPing's API key")?;
+    let created: serde_json::Value = client
+        .post(format!("{base}/api/v1/checks"))
+        .header("X-Api-Key", key.trim())
+        .json(
+            &serde_json::json!({ "name": "backup", "schedule": "30 2 * * *",
+                                   "tz": "Europe/Berlin", "grace": 1800 }),
+        )
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+
+    // The ping URL names the configured public address; the test stack's port is its own.
+    let ping_url = created["ping_url"].as_str().unwrap_or_default();
+    let path = &ping_url[ping_url.find("/ping/").unwrap_or(0)..];
+    let pinged = client.get(format!("{base}{path}")).send().await?;
+    assert_eq!(pinged.status(), StatusCode::OK);
+    assert_eq!(pinged.text().await?, "OK");
+
+    let id = created["id"].as_str().unwrap_or_default();
+    let check: serde_json::Value = client
+        .get(format!("{base}/api/v1/checks/{id}"))
+        .header("X-Api-Key", key.trim())
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(check["status"], "up", "{check}");
+    Ok(())
+}
+
+/// FlagBit's client suite: PyPI's OpenFeature SDK with its OFREP provider, pinned, against
+/// the stack's FlagBit.
+fn flagbit_serves_a_real_openfeature_client(stack: &Stack) -> anyhow::Result<String> {
+    let root = stack_tests::repo_root();
+    let venv = Command::new(root.join("scripts/ofrep-client-venv.sh"))
+        .output()
+        .context("running scripts/ofrep-client-venv.sh")?;
+    assert!(
+        venv.status.success(),
+        "{}",
+        String::from_utf8_lossy(&venv.stderr)
+    );
+    let python = String::from_utf8_lossy(&venv.stdout).trim().to_owned();
+
+    let key = std::fs::read_to_string(stack.secrets.join("flagbit/admin_key"))
+        .context("reading FlagBit's admin key")?;
+    let run = Command::new(&python)
+        .arg(root.join("services/flagbit/tests/python/ofrep_client.py"))
+        .env("FLAGBIT_URL", stack.web_url("flagbit")?)
+        .env("FLAGBIT_ADMIN_KEY", key.trim())
+        .output()
+        .with_context(|| format!("running the OFREP client with {python}"))?;
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    Ok(stdout)
 }
