@@ -17,6 +17,12 @@ struct Flaw {
     root: bool,
     secret_env: bool,
     privileged: bool,
+    /// The subtler forms the audit must see through too.
+    zero_padded_root: bool,
+    cap_add: bool,
+    publish_all: bool,
+    url_password: bool,
+    host_mount: bool,
 }
 
 fn container(
@@ -25,14 +31,24 @@ fn container(
     network: &str,
     flaw: Flaw,
 ) -> ContainerRequest<GenericImage> {
-    let (publish, privileged) = (flaw.publish, flaw.privileged);
+    let (publish, privileged, cap_add, publish_all, host_mount) = (
+        flaw.publish,
+        flaw.privileged,
+        flaw.cap_add,
+        flaw.publish_all,
+        flaw.host_mount,
+    );
     let mut request = GenericImage::new(IMAGE, "latest")
         .with_cmd(["serve", "8000"])
         .with_network(network)
         .with_label(PROJECT_LABEL, project)
         .with_label(SERVICE_LABEL, service)
         .with_label(TEST_LABEL, "audit")
-        .with_user(if flaw.root { "0" } else { "10001:10001" })
+        .with_user(match (flaw.root, flaw.zero_padded_root) {
+            (true, _) => "0",
+            (_, true) => "00:00",
+            _ => "10001:10001",
+        })
         .with_health_check(Healthcheck::cmd(["/usr/local/bin/probe", "--version"]))
         .with_host_config_modifier(move |host| {
             host.readonly_rootfs = Some(true);
@@ -43,8 +59,14 @@ fn container(
                 name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
                 maximum_retry_count: None,
             });
-            host.publish_all_ports = Some(false);
+            host.publish_all_ports = Some(publish_all);
             host.privileged = Some(privileged);
+            if cap_add {
+                host.cap_add = Some(vec!["SYS_ADMIN".to_owned()]);
+            }
+            if host_mount {
+                host.binds = Some(vec!["/var/run:/hostrun:ro".to_owned()]);
+            }
             host.port_bindings = publish.then(|| {
                 let binding = PortBinding {
                     host_ip: Some(String::new()),
@@ -53,6 +75,10 @@ fn container(
                 HashMap::from([("8000/tcp".to_owned(), Some(vec![binding]))])
             });
         });
+    if flaw.url_password {
+        let url = "postgres://shop_web:hunter2@shop-db/shop";
+        request = request.with_env_var("SHOP_DATABASE_URL", url);
+    }
     if flaw.secret_env {
         request = request.with_env_var("SHOP_DATABASE_PASSWORD", "hunter2-hunter2");
     }
@@ -99,7 +125,7 @@ async fn audit_names_each_deliberate_violation_and_nothing_else() -> anyhow::Res
     let other_internal = format!("{project}_other-internal");
 
     // Dropped last (declared first): containers go before their networks.
-    let _networks = Networks(vec![
+    let mut networks = Networks(vec![
         internal.clone(),
         shared.clone(),
         other_internal.clone(),
@@ -107,6 +133,61 @@ async fn audit_names_each_deliberate_violation_and_nothing_else() -> anyhow::Res
     network(&docker, &internal, true).await?;
     network(&docker, &shared, false).await?;
     network(&docker, &other_internal, true).await?;
+
+    // The subtler forms, each on a network of its own so only the flaw differs.
+    let subtle = [
+        (
+            "rootpad",
+            "user",
+            Flaw {
+                zero_padded_root: true,
+                ..Flaw::default()
+            },
+        ),
+        (
+            "capadd",
+            "cap_drop",
+            Flaw {
+                cap_add: true,
+                ..Flaw::default()
+            },
+        ),
+        (
+            "puball",
+            "ports",
+            Flaw {
+                publish_all: true,
+                ..Flaw::default()
+            },
+        ),
+        (
+            "urlpw",
+            "secrets",
+            Flaw {
+                url_password: true,
+                ..Flaw::default()
+            },
+        ),
+        (
+            "hostmount",
+            "escape",
+            Flaw {
+                host_mount: true,
+                ..Flaw::default()
+            },
+        ),
+    ];
+    let mut subtle_containers = Vec::new();
+    for (what, check, flaw) in subtle {
+        let net = format!("{project}_{what}-net");
+        networks.0.push(net.clone());
+        network(&docker, &net, false).await?;
+        let service = format!("{what}-web");
+        subtle_containers.push((
+            start(container(&project, &service, &net, flaw)).await?,
+            check,
+        ));
+    }
 
     let compliant_db = start(container(
         &project,
@@ -185,7 +266,11 @@ async fn audit_names_each_deliberate_violation_and_nothing_else() -> anyhow::Res
             .collect()
     };
 
-    assert_eq!(report.containers.len(), 7, "{}", report.table());
+    assert_eq!(report.containers.len(), 12, "{}", report.table());
+    for (subtle, check) in &subtle_containers {
+        let name = name(subtle).await?;
+        assert_eq!(checks_of(&name), [*check], "{name}:\n{}", report.table());
+    }
     assert_eq!(
         checks_of(&name(&compliant_db).await?),
         Vec::<&str>::new(),

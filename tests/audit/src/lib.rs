@@ -209,6 +209,34 @@ pub fn check_all(
                 )
             })
             .collect();
+        // What the engine actually bound, which `-P` fills without any PortBindings.
+        let mut published = published;
+        let bound = c
+            .network_settings
+            .as_ref()
+            .and_then(|n| n.ports.clone())
+            .unwrap_or_default();
+        for (port, bindings) in bound {
+            for b in bindings.unwrap_or_default() {
+                let ip = b.host_ip.unwrap_or_default();
+                let ip = if ip.is_empty() {
+                    "0.0.0.0".to_owned()
+                } else {
+                    ip
+                };
+                let binding = format!("{port} on {ip}:{}", b.host_port.unwrap_or_default());
+                if !published
+                    .iter()
+                    .any(|p| p.starts_with(&format!("{port} on {ip}:")))
+                {
+                    published.push(binding);
+                }
+            }
+        }
+        if host.publish_all_ports == Some(true) {
+            published.push("every exposed port (publish all)".to_owned());
+        }
+
         if role == "db" && !published.is_empty() {
             fail(
                 "ports",
@@ -245,7 +273,8 @@ pub fn check_all(
 
         let user = config.user.clone().unwrap_or_default();
         let uid = user.split(':').next().unwrap_or("");
-        if uid.is_empty() || uid == "0" || uid == "root" {
+        // "00" is root too: compare numbers, not text.
+        if uid.is_empty() || uid == "root" || uid.parse::<u32>().ok() == Some(0) {
             fail("user", format!("runs as root (user {user:?})"));
         }
 
@@ -262,10 +291,16 @@ pub fn check_all(
         }
 
         let dropped = host.cap_drop.clone().unwrap_or_default();
+        let added = host.cap_add.clone().unwrap_or_default();
         if !dropped.iter().any(|c| c.eq_ignore_ascii_case("ALL")) {
             fail(
                 "cap_drop",
                 format!("capabilities not all dropped (cap_drop {dropped:?})"),
+            );
+        } else if !added.is_empty() {
+            fail(
+                "cap_drop",
+                format!("capabilities added back: {}", added.join(", ")),
             );
         }
 
@@ -308,21 +343,31 @@ pub fn check_all(
                 escapes.push(format!("host {what} namespace"));
             }
         }
+        for opt in &security {
+            if opt.ends_with("=unconfined") || opt.ends_with(":unconfined") {
+                escapes.push(format!("security option {opt}"));
+            }
+        }
         let mounts = c.mounts.clone().unwrap_or_default();
-        if mounts.iter().any(|m| {
-            m.source
-                .as_deref()
-                .is_some_and(|s| s.ends_with("docker.sock"))
-        }) {
-            escapes.push("the Docker socket mounted".to_owned());
+        // Bind mounts only: a named volume's source is the engine's own storage.
+        let binds = mounts.iter().filter(|m| m.typ.as_deref() == Some("bind"));
+        for source in binds.filter_map(|m| m.source.as_deref()) {
+            if host_path_is_sensitive(source) {
+                escapes.push(format!("host path {source} mounted"));
+            }
         }
         if !escapes.is_empty() {
             fail("escape", escapes.join(", "));
         }
 
         for var in config.env.clone().unwrap_or_default() {
-            let key = var.split('=').next().unwrap_or("");
-            if looks_secret(key) {
+            let (key, value) = var.split_once('=').unwrap_or((var.as_str(), ""));
+            if url_has_password(value) {
+                fail(
+                    "secrets",
+                    format!("{key} holds a URL with a password; use a _FILE"),
+                );
+            } else if looks_secret(key) {
                 fail(
                     "secrets",
                     format!("{key} carries a secret in the environment; use {key}_FILE"),
@@ -333,6 +378,41 @@ pub fn check_all(
         report.containers.insert(name, service);
     }
     report
+}
+
+/// Host paths whose mount hands a container the host: the root, the engine's socket and
+/// state, devices, kernel interfaces and system configuration.
+fn host_path_is_sensitive(source: &str) -> bool {
+    const SENSITIVE: [&str; 9] = [
+        "/var/run",
+        "/run",
+        "/var/lib/docker",
+        "/dev",
+        "/proc",
+        "/sys",
+        "/etc",
+        "/root",
+        "/boot",
+    ];
+    let source = source.trim_end_matches('/');
+    source.is_empty()
+        || source.ends_with("docker.sock")
+        || SENSITIVE
+            .iter()
+            .any(|p| source == *p || source.starts_with(&format!("{p}/")))
+}
+
+/// `scheme://user:password@host`: a password carried in a connection string.
+fn url_has_password(value: &str) -> bool {
+    let Some((_, rest)) = value.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    authority.rsplit_once('@').is_some_and(|(userinfo, _)| {
+        userinfo
+            .split_once(':')
+            .is_some_and(|(_, password)| !password.is_empty())
+    })
 }
 
 /// A variable named like a secret that is not the `_FILE` form pointing at one.
@@ -355,6 +435,22 @@ mod tests {
         assert!(looks_secret("FLAGBIT_JWT_SECRET"));
         assert!(!looks_secret("POSTGRES_PASSWORD_FILE"));
         assert!(!looks_secret("CRONPING_LISTEN_ADDR"));
+    }
+
+    #[test]
+    fn passwords_in_urls_and_sensitive_host_paths_are_recognised() {
+        assert!(url_has_password("postgres://e_web:hunter2@e-db/e"));
+        assert!(!url_has_password("postgres://e_web@e-db/e"));
+        assert!(!url_has_password("http://127.0.0.1:8082"));
+        assert!(!url_has_password("not a url"));
+        assert!(host_path_is_sensitive("/"));
+        assert!(host_path_is_sensitive("/var/run"));
+        assert!(host_path_is_sensitive("/var/run/docker.sock"));
+        assert!(host_path_is_sensitive("/etc/shadow"));
+        assert!(!host_path_is_sensitive(
+            "/work/main/.secrets/cronping/db_web_password"
+        ));
+        assert!(!host_path_is_sensitive("/var/lib/docker-data-elsewhere"));
     }
 
     #[test]
