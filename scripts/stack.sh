@@ -41,7 +41,7 @@ health_table() {
     [ -n "$ids" ] || return 0
     # shellcheck disable=SC2086
     docker inspect --format \
-        '{{ index .Config.Labels "com.docker.compose.service" }} {{ if .State.Health }}{{ .State.Health.Status }}{{ else }}{{ .State.Status }}{{ end }}' \
+        '{{ index .Config.Labels "com.docker.compose.service" }} {{ if .State.Health }}{{ .State.Health.Status }}{{ else }}{{ .State.Status }}{{ end }} {{ .State.Status }} {{ .State.ExitCode }}' \
         $ids
 }
 
@@ -50,12 +50,28 @@ health_table() {
 wait_healthy() {
     local deadline=$((SECONDS + wait_timeout)) last="" pending
     while :; do
-        pending=""
+        pending="" dead=""
+        table=$(health_table)
         for service in "$@"; do
-            status=$(health_table | awk -v s="$service" '$1 == s { print $2 }')
+            read -r status state code < <(awk -v s="$service" '$1 == s { print $2, $3, $4 }' <<<"$table") || true
             [ "$status" = healthy ] || pending="$pending $service(${status:-missing})"
+            # A container that exited will not turn healthy by waiting (the restart policy
+            # brings back only what crashed after starting).
+            if [ "$state" = exited ] || [ "$state" = dead ]; then
+                dead="$dead $service(exited with $code)"
+            fi
         done
         [ -z "$pending" ] && return 0
+
+        if [ -n "$dead" ]; then
+            echo "error: stopped:$dead" >&2
+            for service in $dead; do
+                service=${service%%(*}
+                echo "---- last log lines of $service ----" >&2
+                compose logs --no-color --tail 30 "$service" >&2 || true
+            done
+            return 1
+        fi
 
         if [ "$pending" != "$last" ]; then
             say "waiting for:$pending"
@@ -107,7 +123,12 @@ up() {
 
     for product in "${products[@]}"; do
         say "migrating $product"
-        compose --profile migrate run --rm --no-deps "$product-migrate" >/dev/null
+        if ! output=$(compose --profile migrate run --rm --no-deps "$product-migrate" 2>&1); then
+            echo "$output" >&2
+            echo "error: migrating $product failed (a database initialised with other" \
+                "passwords than $SECRETS_DIR/$product holds fails this way)" >&2
+            return 1
+        fi
     done
 
     say "starting web tiers and workers"
@@ -140,6 +161,19 @@ audit() {
 
 command="${1:-}"
 shift || true
+
+# One `up` or `down` at a time per project: two at once race to create the same networks,
+# and Compose then finds each name twice and refuses to go on.
+case "$command" in
+    up | down | clean)
+        lock="${TMPDIR:-/tmp}/refdeploy-stack-$COMPOSE_PROJECT_NAME.lock"
+        exec 9>"$lock"
+        if ! flock -n 9; then
+            echo "error: another $0 is working on project $COMPOSE_PROJECT_NAME; wait for it" >&2
+            exit 1
+        fi
+        ;;
+esac
 case "$command" in
     up) up ;;
     down) compose down --remove-orphans "$@" ;;

@@ -54,6 +54,11 @@ async fn wait_for_signal() -> &'static str {
 
 /// Serves `app` on `listener` until `shutdown` completes, then stops accepting and gives
 /// in-flight requests up to `drain` to finish.
+///
+/// Known shortcoming: there is no bound on the time a client may take to send its request
+/// head, nor on the number of open connections, so a slow client holds a connection (about
+/// 23 KiB) indefinitely. `axum::serve` exposes neither; closing it means serving through
+/// hyper-util's connection builder with `header_read_timeout` and a semaphore on accept.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
