@@ -12,7 +12,6 @@ use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use platform::ApiError;
-use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
@@ -35,38 +34,21 @@ pub enum Access {
     ReadOnly,
 }
 
-/// Compares in time independent of where the first difference is, so response timing does
-/// not reveal how much of a guessed key was right.
-fn same_key(given: &str, key: &SecretString) -> bool {
-    let (a, b) = (given.as_bytes(), key.expose_secret().as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 fn access(headers: &HeaderMap, app: &App) -> Result<Access, ApiError> {
-    let given = headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| {
-            headers
-                .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-        })
-        .map(str::trim)
-        .ok_or_else(ApiError::unauthorized)?;
+    let given = platform::http::presented_key(headers).ok_or_else(ApiError::unauthorized)?;
 
     if app
         .config
         .api_key
         .as_ref()
-        .is_some_and(|k| same_key(given, k))
+        .is_some_and(|k| platform::http::same_secret(given, k))
     {
         Ok(Access::ReadWrite)
     } else if app
         .config
         .read_key
         .as_ref()
-        .is_some_and(|k| same_key(given, k))
+        .is_some_and(|k| platform::http::same_secret(given, k))
     {
         Ok(Access::ReadOnly)
     } else {
@@ -703,10 +685,10 @@ mod tests {
 
     #[test]
     fn keys_compare_whole() {
-        let key = SecretString::from("0123456789abcdef");
-        assert!(same_key("0123456789abcdef", &key));
-        assert!(!same_key("0123456789abcde", &key));
-        assert!(!same_key("0123456789abcdeF", &key));
+        let key = secrecy::SecretString::from("0123456789abcdef");
+        assert!(platform::http::same_secret("0123456789abcdef", &key));
+        assert!(!platform::http::same_secret("0123456789abcde", &key));
+        assert!(!platform::http::same_secret("0123456789abcdeF", &key));
     }
 
     #[test]

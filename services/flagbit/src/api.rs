@@ -10,7 +10,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use platform::ApiError;
-use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use sqlx::{Postgres, Transaction};
@@ -32,26 +31,7 @@ const ACTOR: &str = "admin";
 /// Audit key of changes to an environment's `$evaluators` and `metadata`.
 const FLAGSET_KEY: &str = "$flagset";
 
-/// Compares in time independent of where the first difference is, so response timing does
-/// not reveal how much of a guessed key was right.
-fn same_key(given: &str, key: &SecretString) -> bool {
-    let (a, b) = (given.as_bytes(), key.expose_secret().as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// The key from `X-API-Key` or `Authorization: Bearer`, as both OFREP and this API take it.
-pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| {
-            headers
-                .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-        })
-        .map(str::trim)
-}
+pub use platform::http::presented_key;
 
 fn admin(headers: &HeaderMap, app: &App) -> Result<(), ApiError> {
     let given = presented_key(headers).ok_or_else(ApiError::unauthorized)?;
@@ -59,7 +39,7 @@ fn admin(headers: &HeaderMap, app: &App) -> Result<(), ApiError> {
         .config
         .admin_key
         .as_ref()
-        .is_some_and(|k| same_key(given, k))
+        .is_some_and(|k| platform::http::same_secret(given, k))
     {
         Ok(())
     } else {

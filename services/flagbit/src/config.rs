@@ -1,37 +1,11 @@
 //! FlagBit's own settings, read once at start, and the clock every time comes from.
 
-use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use platform::{BaseConfig, ConfigError, Env};
 use secrecy::{ExposeSecret as _, SecretString};
 
-/// Where handlers get "now" (audit times, `$flagd.timestamp`). Production reads the system
-/// clock; tests pass their own.
-#[derive(Clone)]
-pub struct Clock(Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>);
-
-impl Clock {
-    pub fn system() -> Self {
-        Self(Arc::new(Utc::now))
-    }
-
-    pub fn new(f: impl Fn() -> DateTime<Utc> + Send + Sync + 'static) -> Self {
-        Self(Arc::new(f))
-    }
-
-    pub fn now(&self) -> DateTime<Utc> {
-        (self.0)()
-    }
-}
-
-impl fmt::Debug for Clock {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Clock")
-    }
-}
+pub use platform::clock::Clock;
 
 /// Shortest admin key accepted: anything shorter is guessable.
 const MIN_KEY_LEN: usize = 16;

@@ -151,6 +151,30 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The API key a request presents, from `X-API-Key` or `Authorization: Bearer`.
+pub fn presented_key(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| {
+            headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+        })
+        .map(str::trim)
+}
+
+/// Compares a presented key with the configured one in time that does not depend on where
+/// they differ (only on the length, which a key's owner chose and an attacker learns nothing
+/// from by guessing).
+pub fn same_secret(given: &str, key: &secrecy::SecretString) -> bool {
+    use secrecy::ExposeSecret as _;
+
+    let (a, b) = (given.as_bytes(), key.expose_secret().as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// Wraps a product's routes with the health routes, a JSON 404, request ids and logging.
 pub fn app(product: &'static str, routes: Router, pool: PgPool) -> Router {
     let health = Router::new()

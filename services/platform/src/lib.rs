@@ -5,6 +5,7 @@
 //! A product implements [`Product`] and its `main` is one call to [`cli::main`].
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod health;
