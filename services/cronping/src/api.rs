@@ -84,18 +84,9 @@ impl<S: Send + Sync> FromRequestParts<S> for CheckId {
 }
 
 async fn read_object(body: Body) -> Result<Map<String, Value>, ApiError> {
-    let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!("request body over {MAX_BODY} bytes"),
-        )
-        .with_field("body")
-    })?;
-    match serde_json::from_slice::<Value>(&bytes) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(ApiError::invalid("body", "expected a JSON object")),
-        Err(e) => Err(ApiError::invalid("body", format!("not valid JSON: {e}"))),
+    match platform::http::json_body(body, MAX_BODY).await? {
+        Value::Object(map) => Ok(map),
+        _ => Err(ApiError::invalid("body", "expected a JSON object")),
     }
 }
 

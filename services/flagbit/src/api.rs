@@ -53,16 +53,7 @@ fn invalid(i: Invalid) -> ApiError {
 }
 
 async fn read_json(body: Body, limit: usize) -> Result<Value, ApiError> {
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!("request body over {limit} bytes"),
-        )
-        .with_field("body")
-    })?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::invalid("body", format!("not valid JSON: {e}")))
+    platform::http::json_body(body, limit).await
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {

@@ -151,6 +151,60 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Reads a JSON request body of at most `limit` bytes: 413 beyond it, 422 when it is not
+/// JSON, and 422 naming the place when a string holds a NUL character, which PostgreSQL
+/// stores in neither text nor jsonb (found here rather than as a failed write later).
+pub async fn json_body(
+    body: axum::body::Body,
+    limit: usize,
+) -> Result<serde_json::Value, ApiError> {
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("request body over {limit} bytes"),
+        )
+        .with_field("body")
+    })?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::invalid("body", format!("not valid JSON: {e}")))?;
+    if let Some(path) = nul_at(&value, String::new()) {
+        let field = if path.is_empty() {
+            "body".to_owned()
+        } else {
+            path
+        };
+        return Err(ApiError::invalid(field, "contains a NUL character"));
+    }
+    Ok(value)
+}
+
+/// The dotted path of the first string (key or value) holding a NUL character.
+fn nul_at(value: &serde_json::Value, path: String) -> Option<String> {
+    let join = |key: &str| {
+        if path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match value {
+        serde_json::Value::String(s) if s.contains('\0') => Some(path),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| nul_at(v, format!("{path}[{i}]"))),
+        serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.contains('\0') {
+                Some(join(k))
+            } else {
+                nul_at(v, join(k))
+            }
+        }),
+        _ => None,
+    }
+}
+
 /// The API key a request presents, from `X-API-Key` or `Authorization: Bearer`.
 pub fn presented_key(headers: &axum::http::HeaderMap) -> Option<&str> {
     headers
@@ -160,7 +214,11 @@ pub fn presented_key(headers: &axum::http::HeaderMap) -> Option<&str> {
             headers
                 .get("authorization")
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
+                .and_then(|v| {
+                    // The scheme name is case-insensitive (RFC 9110 §11.1).
+                    let (scheme, token) = v.split_once(' ')?;
+                    scheme.eq_ignore_ascii_case("bearer").then_some(token)
+                })
         })
         .map(str::trim)
 }
@@ -252,7 +310,14 @@ async fn request_span(product: &'static str, mut req: Request, next: Next) -> Re
     }
 
     let started = Instant::now();
-    let mut response = next.run(req).instrument(span.clone()).await;
+    let mut response = match bad_uri(req.uri()) {
+        Some((field, problem)) => span.in_scope(|| {
+            ApiError::new(StatusCode::BAD_REQUEST, "bad_request", problem)
+                .with_field(field)
+                .into_response()
+        }),
+        None => next.run(req).instrument(span.clone()).await,
+    };
 
     // Probes arrive every few seconds; logging each at info would drown everything else.
     let status = response.status().as_u16();
@@ -272,6 +337,48 @@ async fn request_span(product: &'static str, mut req: Request, next: Next) -> Re
     response
 }
 
+/// Refuses, in one place for every route, what no handler could store: a path or query that
+/// decodes to a NUL character (PostgreSQL text refuses it).
+///
+/// Known shortcoming: a path that does not decode to UTF-8 still meets each route's `Path`
+/// extractor, whose rejection is plain text (FlagBit) unless the route maps it (CronPing
+/// answers 404). Mapping `PathRejection` to `ApiError` in each product would close it.
+fn bad_uri(uri: &axum::http::Uri) -> Option<(&'static str, &'static str)> {
+    let path = percent_decode(uri.path());
+    if path.contains(&0) {
+        return Some(("path", "contains an encoded NUL character"));
+    }
+    if uri.query().is_some_and(|q| percent_decode(q).contains(&0)) {
+        return Some(("query", "contains an encoded NUL character"));
+    }
+    None
+}
+
+fn percent_decode(s: &str) -> Vec<u8> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(hi), Some(lo)) => {
+                // Two hex digits make at most 0xff.
+                out.push(u8::try_from(hi * 16 + lo).unwrap_or(u8::MAX));
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
 /// Ids from outside end up in every log line, so only short, printable ones are kept.
 fn is_acceptable_request_id(id: &str) -> bool {
     (1..=128).contains(&id.len())
@@ -283,6 +390,28 @@ fn is_acceptable_request_id(id: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nul_and_non_utf8_in_the_uri_are_refused() {
+        let bad = |u: &str| bad_uri(&u.parse().unwrap()).map(|(field, _)| field);
+        assert_eq!(bad("/api/v1/flags/%00/history"), Some("path"));
+        assert_eq!(bad("/api/v1/checks?tag=%00"), Some("query"));
+        assert_eq!(bad("/api/v1/checks?tag=a%2500"), None);
+        assert_eq!(bad("/api/v1/flags/caf%C3%A9"), None);
+        assert_eq!(bad("/ping/x/%"), None);
+    }
+
+    #[test]
+    fn nul_in_json_is_found_with_its_path() {
+        let v = serde_json::json!({ "a": [1, { "b\u{0}": 2 }], "c": "ok" });
+        assert_eq!(nul_at(&v, String::new()).as_deref(), Some("a[1].b\u{0}"));
+        let v = serde_json::json!({ "variants": { "on": "x\u{0}" } });
+        assert_eq!(nul_at(&v, String::new()).as_deref(), Some("variants.on"));
+        assert_eq!(
+            nul_at(&serde_json::json!({ "a": "fine" }), String::new()),
+            None
+        );
+    }
 
     #[test]
     fn request_ids_from_outside_are_bounded_and_printable() {
