@@ -45,6 +45,15 @@ health_table() {
         $ids
 }
 
+# The last log lines of each named service ("name(status)" words, as wait_healthy keeps them).
+show_logs() {
+    for service in "$@"; do
+        service=${service%%(*}
+        echo "---- last log lines of $service ----" >&2
+        compose logs --no-color --tail 30 "$service" >&2 || true
+    done
+}
+
 # Waits until every named service's container is healthy; on timeout shows the last log
 # lines of those that are not, and fails.
 wait_healthy() {
@@ -58,18 +67,14 @@ wait_healthy() {
             # A container that exited will not turn healthy by waiting (the restart policy
             # brings back only what crashed after starting).
             if [ "$state" = exited ] || [ "$state" = dead ]; then
-                dead="$dead $service(exited with $code)"
+                dead="$dead $service(exited:$code)"
             fi
         done
         [ -z "$pending" ] && return 0
 
         if [ -n "$dead" ]; then
             echo "error: stopped:$dead" >&2
-            for service in $dead; do
-                service=${service%%(*}
-                echo "---- last log lines of $service ----" >&2
-                compose logs --no-color --tail 30 "$service" >&2 || true
-            done
+            show_logs $dead
             return 1
         fi
 
@@ -79,11 +84,7 @@ wait_healthy() {
         fi
         if [ "$SECONDS" -ge "$deadline" ]; then
             echo "error: not healthy within ${wait_timeout}s:$pending" >&2
-            for service in $pending; do
-                service=${service%%(*}
-                echo "---- last log lines of $service ----" >&2
-                compose logs --no-color --tail 30 "$service" >&2 || true
-            done
+            show_logs $pending
             return 1
         fi
         sleep 1
