@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use sqlx::PgPool;
+use sqlx::migrate::Migrator;
 use sqlx::postgres::PgConnectOptions;
 
 pub const LABEL: &str = "refdeploy.test";
@@ -103,6 +104,14 @@ impl TestDb {
             .unwrap_or("");
         port.parse()
             .with_context(|| format!("unexpected port mapping {mapping:?}"))
+    }
+
+    /// A database with the shared migrations and `migrator`'s applied, and a pool to it.
+    pub async fn start_migrated(migrator: &Migrator) -> anyhow::Result<(Self, PgPool)> {
+        let db = Self::start().await?;
+        let pool = db.pool().await?;
+        crate::db::migrate(&pool, migrator).await?;
+        Ok((db, pool))
     }
 
     pub async fn pool(&self) -> anyhow::Result<PgPool> {

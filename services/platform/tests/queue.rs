@@ -18,9 +18,7 @@ const LEASE: Duration = Duration::from_secs(30);
 
 #[tokio::test]
 async fn jobs_are_claimed_once_leased_retried_and_kept_when_dead() -> anyhow::Result<()> {
-    let db = TestDb::start().await?;
-    let pool = db.pool().await?;
-    platform::db::migrate(&pool, &NONE).await?;
+    let (_db, pool) = TestDb::start_migrated(&NONE).await?;
 
     let first = queue::enqueue(&pool, "render", &json!({"n": 1}), t(0), 2, t(0)).await?;
     let later = queue::enqueue(&pool, "render", &json!({"n": 2}), t(100), 2, t(0)).await?;
@@ -81,9 +79,7 @@ async fn jobs_are_claimed_once_leased_retried_and_kept_when_dead() -> anyhow::Re
 
 #[tokio::test]
 async fn concurrent_claimers_never_take_the_same_job() -> anyhow::Result<()> {
-    let db = TestDb::start().await?;
-    let pool = db.pool().await?;
-    platform::db::migrate(&pool, &NONE).await?;
+    let (_db, pool) = TestDb::start_migrated(&NONE).await?;
 
     for n in 0..20 {
         queue::enqueue(&pool, "q", &json!({ "n": n }), t(0), 1, t(0)).await?;

@@ -45,11 +45,9 @@ impl TestApp {
     }
 
     pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> Self {
-        let db = TestDb::start().await.expect("test database");
-        let pool = db.pool().await.expect("pool");
-        platform::db::migrate(&pool, cronping::CronPing::migrator())
+        let (db, pool) = TestDb::start_migrated(cronping::CronPing::migrator())
             .await
-            .expect("migrations");
+            .expect("migrated test database");
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
