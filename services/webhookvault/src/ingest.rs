@@ -1,0 +1,476 @@
+//! Ingest: `/in/{source_id}` (and any path below it) takes any method and content type,
+//! checks the source's signature scheme over the raw bytes, and answers 2xx only once the
+//! event (and a delivery per enabled destination) has committed.
+//!
+//! Events are recorded by group commit: a handler hands its request to a writer task and
+//! waits; the writer takes every request waiting for it and records them in one
+//! transaction, then answers each. One commit for many events is what lets ingest outrun
+//! one transaction per event, while every answer still follows its own event's commit.
+//! Requests are spread over writers by source, so one source's duplicates meet in one
+//! writer, in arrival order.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher as _, RandomState};
+
+use anyhow::Context as _;
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use platform::ApiError;
+use serde_json::{Value, json};
+use sha2::Digest as _;
+use sqlx::PgPool;
+use sqlx::types::Json as SqlJson;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::App;
+use crate::signature::{self, Scheme};
+
+/// Most events in one transaction: bounds the transaction and its statements.
+const MAX_BATCH: usize = 128;
+/// Requests waiting per writer before handlers wait to hand theirs over: a stalled database
+/// slows senders down instead of growing memory without end.
+const QUEUE: usize = 1024;
+/// Longest delivery id kept as sent; longer ones are kept as their SHA-256.
+const MAX_KEY_LEN: usize = 200;
+
+/// A request as received, stamped with its arrival time.
+#[derive(Debug)]
+pub struct Incoming {
+    pub source_id: Uuid,
+    pub received_at: DateTime<Utc>,
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Stored {
+        id: Uuid,
+        signature: &'static str,
+    },
+    Duplicate {
+        id: Uuid,
+    },
+    /// The signature did not hold and the source rejects such requests: nothing stored.
+    Rejected(signature::Problem),
+    UnknownSource,
+}
+
+struct Pending {
+    request: Incoming,
+    reply: oneshot::Sender<Result<Outcome, ()>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Writers {
+    shards: Vec<mpsc::Sender<Pending>>,
+    hasher: RandomState,
+}
+
+impl Writers {
+    /// Starts `count` writer tasks; they end when the last `Writers` clone is dropped.
+    pub fn spawn(pool: &PgPool, count: usize) -> Self {
+        let shards = (0..count.max(1))
+            .map(|_| {
+                let (tx, rx) = mpsc::channel(QUEUE);
+                tokio::spawn(run(pool.clone(), rx));
+                tx
+            })
+            .collect();
+        Self {
+            shards,
+            hasher: RandomState::new(),
+        }
+    }
+
+    /// Records the request; returns once it is committed (or known not to be stored).
+    pub async fn submit(&self, request: Incoming) -> anyhow::Result<Outcome> {
+        let shard = usize::try_from(self.hasher.hash_one(request.source_id)).unwrap_or(0)
+            % self.shards.len();
+        let (reply, answer) = oneshot::channel();
+        self.shards[shard]
+            .send(Pending { request, reply })
+            .await
+            .map_err(|_| anyhow::anyhow!("ingest writer stopped"))?;
+        match answer.await {
+            Ok(Ok(outcome)) => Ok(outcome),
+            // The writer logged the cause once for its whole batch.
+            Ok(Err(())) => anyhow::bail!("recording the event failed"),
+            Err(_) => anyhow::bail!("ingest writer stopped"),
+        }
+    }
+}
+
+async fn run(pool: PgPool, mut rx: mpsc::Receiver<Pending>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let requests: Vec<&Incoming> = batch.iter().map(|p| &p.request).collect();
+        let result = commit(&pool, &requests).await;
+        if let Err(e) = &result {
+            tracing::error!(
+                error = format!("{e:#}"),
+                events = batch.len(),
+                "recording events failed"
+            );
+        }
+        for (i, pending) in batch.drain(..).enumerate() {
+            let answer = match &result {
+                Ok(outcomes) => Ok(outcomes[i].clone()),
+                Err(_) => Err(()),
+            };
+            // A sender that hung up does not care; its event is recorded all the same.
+            let _ = pending.reply.send(answer);
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct SourceRow {
+    id: Uuid,
+    scheme: String,
+    secret: Option<String>,
+    on_bad_signature: String,
+}
+
+/// The columns of the events to insert, one vector per column for `UNNEST`.
+#[derive(Default)]
+struct Columns {
+    id: Vec<Uuid>,
+    source_id: Vec<Uuid>,
+    received_at: Vec<DateTime<Utc>>,
+    method: Vec<String>,
+    path: Vec<String>,
+    query: Vec<Option<String>>,
+    headers: Vec<SqlJson<Value>>,
+    content_type: Vec<Option<String>>,
+    body: Vec<Vec<u8>>,
+    signature: Vec<&'static str>,
+    signature_error: Vec<Option<String>>,
+    delivery_key: Vec<Option<String>>,
+}
+
+async fn commit(pool: &PgPool, requests: &[&Incoming]) -> anyhow::Result<Vec<Outcome>> {
+    let mut source_ids: Vec<Uuid> = requests.iter().map(|r| r.source_id).collect();
+    source_ids.sort_unstable();
+    source_ids.dedup();
+
+    let mut tx = pool.begin().await?;
+    let sources: HashMap<Uuid, SourceRow> = sqlx::query_as::<_, SourceRow>(
+        "SELECT id, scheme, secret, on_bad_signature FROM sources WHERE id = ANY($1)",
+    )
+    .bind(&source_ids)
+    .fetch_all(&mut *tx)
+    .await
+    .context("reading sources")?
+    .into_iter()
+    .map(|s| (s.id, s))
+    .collect();
+
+    let mut cols = Columns::default();
+    let mut outcomes = Vec::with_capacity(requests.len());
+    for request in requests {
+        let Some(source) = sources.get(&request.source_id) else {
+            outcomes.push(Outcome::UnknownSource);
+            continue;
+        };
+        // Stored values were validated on the way in; an unknown one checks as invalid.
+        let scheme = Scheme::parse(&source.scheme);
+        let now = request.received_at.timestamp();
+        let checked = match scheme {
+            Some(scheme) => signature::verify(
+                scheme,
+                source.secret.as_deref().unwrap_or_default(),
+                &request.headers,
+                &request.body,
+                now,
+            ),
+            None => Err(signature::Problem::BadSecret),
+        };
+        let (verdict, problem) = match (scheme, checked) {
+            (Some(Scheme::None), _) => ("none", None),
+            (_, Ok(())) => ("valid", None),
+            (_, Err(problem)) => ("invalid", Some(problem)),
+        };
+        if let Some(problem) = &problem {
+            tracing::warn!(source = %source.id, %problem, "webhook signature did not hold");
+            if source.on_bad_signature == "reject" {
+                outcomes.push(Outcome::Rejected(problem.clone()));
+                continue;
+            }
+        }
+
+        // Only a request that proved itself may claim a delivery id (see the schema).
+        let key = match (scheme, &problem) {
+            (Some(scheme), None) => {
+                signature::delivery_id(scheme, &request.headers, &request.body).map(bounded_key)
+            }
+            _ => None,
+        };
+        let id = Uuid::new_v4();
+        cols.id.push(id);
+        cols.source_id.push(source.id);
+        cols.received_at.push(request.received_at);
+        cols.method.push(request.method.clone());
+        cols.path.push(request.path.clone());
+        cols.query.push(request.query.clone());
+        cols.headers.push(SqlJson(headers_json(&request.headers)));
+        cols.content_type.push(
+            request
+                .headers
+                .get("content-type")
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+        );
+        cols.body.push(request.body.to_vec());
+        cols.signature.push(verdict);
+        cols.signature_error.push(problem.map(|p| p.to_string()));
+        cols.delivery_key.push(key);
+        outcomes.push(Outcome::Stored {
+            id,
+            signature: verdict,
+        });
+    }
+    if cols.id.is_empty() {
+        return Ok(outcomes);
+    }
+
+    // A repeated delivery id is skipped here, also within this batch.
+    let inserted: Vec<Uuid> = sqlx::query_scalar(
+        "INSERT INTO events (id, source_id, received_at, method, path, query, headers,
+             content_type, body, signature, signature_error, delivery_key)
+         SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[],
+             $5::text[], $6::text[], $7::jsonb[], $8::text[], $9::bytea[], $10::text[],
+             $11::text[], $12::text[])
+         ON CONFLICT (source_id, delivery_key) DO NOTHING
+         RETURNING id",
+    )
+    .bind(&cols.id)
+    .bind(&cols.source_id)
+    .bind(&cols.received_at)
+    .bind(&cols.method)
+    .bind(&cols.path)
+    .bind(&cols.query)
+    .bind(&cols.headers)
+    .bind(&cols.content_type)
+    .bind(&cols.body)
+    .bind(&cols.signature)
+    .bind(&cols.signature_error)
+    .bind(&cols.delivery_key)
+    .fetch_all(&mut *tx)
+    .await
+    .context("inserting events")?;
+
+    if !inserted.is_empty() {
+        // Forwarded are the events whose signature held or was not asked for; a marked
+        // one waits for a person to replay it.
+        let now = requests.iter().map(|r| r.received_at).max();
+        sqlx::query(
+            "INSERT INTO deliveries (id, event_id, destination_id, next_attempt_at, created_at)
+             SELECT gen_random_uuid(), e.id, d.id, $2, $2
+             FROM events e JOIN destinations d ON d.source_id = e.source_id AND d.enabled
+             WHERE e.id = ANY($1) AND e.signature <> 'invalid'",
+        )
+        .bind(&inserted)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .context("creating deliveries")?;
+    }
+
+    let duplicates: Vec<usize> = cols
+        .id
+        .iter()
+        .enumerate()
+        .filter(|(_, id)| !inserted.contains(id))
+        .map(|(i, _)| i)
+        .collect();
+    let mut existing: HashMap<(Uuid, String), Uuid> = HashMap::new();
+    if !duplicates.is_empty() {
+        let sources: Vec<Uuid> = duplicates.iter().map(|&i| cols.source_id[i]).collect();
+        let keys: Vec<Option<String>> = duplicates
+            .iter()
+            .map(|&i| cols.delivery_key[i].clone())
+            .collect();
+        let rows: Vec<(Uuid, String, Uuid)> = sqlx::query_as(
+            "SELECT e.source_id, e.delivery_key, e.id FROM events e
+             JOIN UNNEST($1::uuid[], $2::text[]) AS k(source_id, key)
+               ON e.source_id = k.source_id AND e.delivery_key = k.key",
+        )
+        .bind(&sources)
+        .bind(&keys)
+        .fetch_all(&mut *tx)
+        .await
+        .context("finding duplicates")?;
+        existing = rows.into_iter().map(|(s, k, id)| ((s, k), id)).collect();
+    }
+    tx.commit().await.context("committing events")?;
+
+    for outcome in &mut outcomes {
+        let Outcome::Stored { id, .. } = outcome else {
+            continue;
+        };
+        if inserted.contains(id) {
+            continue;
+        }
+        let Some(i) = cols.id.iter().position(|c| c == id) else {
+            continue;
+        };
+        let found = cols.delivery_key[i]
+            .clone()
+            .and_then(|k| existing.get(&(cols.source_id[i], k)).copied());
+        *outcome = match found {
+            Some(existing) => Outcome::Duplicate { id: existing },
+            // Not inserted and not found: only a concurrent delete of the source does this.
+            None => Outcome::UnknownSource,
+        };
+    }
+    Ok(outcomes)
+}
+
+fn bounded_key(key: String) -> String {
+    if key.len() <= MAX_KEY_LEN {
+        return key;
+    }
+    let digest = sha2::Sha256::digest(key.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// Headers as `[[name, value], ...]`, in arrival order. A value that is not UTF-8 (HTTP
+/// allows such bytes) is kept with its invalid bytes replaced: JSON holds only text.
+pub fn headers_json(headers: &HeaderMap) -> Value {
+    Value::Array(
+        headers
+            .iter()
+            .map(|(name, value)| json!([name.as_str(), String::from_utf8_lossy(value.as_bytes())]))
+            .collect(),
+    )
+}
+
+/// The source id of an ingest path: `/in/{id}` or `/in/{id}/anything`.
+fn source_of(path: &str) -> Option<Uuid> {
+    let rest = path.strip_prefix("/in/")?;
+    let id = rest.split('/').next()?;
+    Uuid::parse_str(id).ok()
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        format!("request body over {limit} bytes"),
+    )
+    .with_field("body")
+}
+
+/// Reads the whole body, up to `limit` bytes. A declared length over it is refused before
+/// reading; a chunked body is cut off at the limit, so neither is ever held whole.
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let declared = headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large(limit));
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let inner = e.into_inner();
+        if inner
+            .downcast_ref::<http_body_util::LengthLimitError>()
+            .is_some()
+        {
+            too_large(limit)
+        } else {
+            tracing::debug!(error = %inner, "ingest body unreadable");
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "the request body could not be read",
+            )
+            .with_field("body")
+        }
+    })
+}
+
+/// Any method at `/in/{source_id}[/...]`.
+pub async fn receive(
+    State(app): State<App>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match receive_inner(&app, method, uri, headers, body).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn receive_inner(
+    app: &App,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let source_id = source_of(uri.path()).ok_or_else(|| ApiError::not_found("source"))?;
+    let received_at = app.config.clock.now();
+    let body = read_body(&headers, body, app.config.body_limit).await?;
+
+    let request = Incoming {
+        source_id,
+        received_at,
+        method: method.as_str().to_owned(),
+        path: uri.path().to_owned(),
+        query: uri.query().map(str::to_owned),
+        headers,
+        body,
+    };
+    match app.writers.submit(request).await? {
+        Outcome::Stored { id, signature } => Ok((
+            StatusCode::OK,
+            Json(json!({ "id": id, "duplicate": false, "signature": signature })),
+        )
+            .into_response()),
+        Outcome::Duplicate { id } => {
+            Ok(Json(json!({ "id": id, "duplicate": true })).into_response())
+        }
+        Outcome::Rejected(problem) => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "bad_signature",
+            problem.to_string(),
+        )),
+        Outcome::UnknownSource => Err(ApiError::not_found("source")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ingest_paths_name_their_source() {
+        let id = Uuid::new_v4();
+        assert_eq!(source_of(&format!("/in/{id}")), Some(id));
+        assert_eq!(source_of(&format!("/in/{id}/github/push")), Some(id));
+        assert_eq!(source_of("/in/not-a-uuid"), None);
+        assert_eq!(source_of("/in/"), None);
+    }
+
+    #[test]
+    fn long_delivery_ids_are_kept_as_their_digest() {
+        assert_eq!(bounded_key("evt_1".into()), "evt_1");
+        let long = bounded_key("x".repeat(500));
+        assert!(
+            long.starts_with("sha256:") && long.len() == 7 + 64,
+            "{long}"
+        );
+    }
+}
