@@ -14,6 +14,14 @@ echo "cargo: building release binaries (several minutes the first time, seconds 
 packages=()
 for binary in "${binaries[@]}"; do packages+=(-p "$binary"); done
 packages+=(-p audit) # run on the host by `make up` and `make audit`, not shipped in an image
+packages+=(-p documint-render) # DocuMint's renderer, shipped in the documint image beside it
+
+# Extra binaries an image carries beside its product's own.
+extra_binaries() {
+    case "$1" in
+        documint) echo documint-render ;;
+    esac
+}
 (cd "$root" && cargo build --release --locked --bins "${packages[@]}")
 
 for product in "${binaries[@]}"; do
@@ -21,15 +29,21 @@ for product in "${binaries[@]}"; do
     context="$target_dir/images/$product"
     mkdir -p "$context"
     cp -p "$target_dir/release/$product" "$context/$product"
+    extras=$(extra_binaries "$product")
+    copies=""
+    for extra in $extras; do
+        cp -p "$target_dir/release/$extra" "$context/$extra"
+        copies+="COPY $extra /usr/local/bin/$extra"$'\n'
+    done
 
     cat >"$context/Dockerfile" <<DOCKERFILE
 FROM $base
 COPY $product /usr/local/bin/$product
-USER 10001:10001
+${copies}USER 10001:10001
 ENTRYPOINT ["/usr/local/bin/$product"]
 DOCKERFILE
 
-    inputs="$(cat "$context/Dockerfile" "$context/$product" | sha256sum | cut -d' ' -f1)"
+    inputs="$(cd "$context" && cat Dockerfile "$product" $extras | sha256sum | cut -d' ' -f1)"
     current="$(docker image inspect --format '{{ index .Config.Labels "refdeploy.inputs" }}' \
         "$image" 2>/dev/null || true)"
     if [ "$current" = "$inputs" ]; then

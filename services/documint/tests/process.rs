@@ -59,6 +59,57 @@ fn unreadable_secret_and_bad_url_are_named() {
     );
 }
 
+/// The receipt route never runs in a permissive mode: with `jwt` (the default) a missing,
+/// empty or short key stops the process at start.
+#[test]
+fn the_receipt_route_refuses_to_start_without_a_strong_key() {
+    let dir = std::env::temp_dir().join(format!("documint-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let short = dir.join("short");
+    std::fs::write(&short, "k1=only-twenty-bytes!\n").unwrap();
+    let empty = dir.join("empty");
+    std::fs::write(&empty, "").unwrap();
+
+    let start = |keys: Option<&std::path::Path>| {
+        let mut cmd = bare();
+        cmd.arg("web")
+            .env(
+                "DOCUMINT_DATABASE_URL",
+                "postgres://documint_web@db/documint",
+            )
+            .env("DOCUMINT_SERVE", "receipts");
+        if let Some(keys) = keys {
+            cmd.env("DOCUMINT_RECEIPTS_KEYS_FILE", keys);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let (code, stderr) = start(None);
+    assert_eq!(code, Some(78), "{stderr}");
+    assert!(
+        stderr.contains("DOCUMINT_RECEIPTS_KEYS: required with RECEIPTS_AUTH=jwt"),
+        "{stderr}"
+    );
+
+    let (code, stderr) = start(Some(&empty));
+    assert_eq!(code, Some(78), "{stderr}");
+    assert!(stderr.contains("DOCUMINT_RECEIPTS_KEYS"), "{stderr}");
+
+    let (code, stderr) = start(Some(&short));
+    assert_eq!(code, Some(78), "{stderr}");
+    assert!(stderr.contains("at least 32 are required"), "{stderr}");
+    assert!(
+        !stderr.contains("only-twenty-bytes"),
+        "the key leaked: {stderr}"
+    );
+
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn usage_and_unknown_healthcheck_target() {
     let out = bare().arg("serve").output().unwrap();
