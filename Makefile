@@ -11,12 +11,14 @@ export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
 help:
 	@echo "make up      build what is missing, start all four products, wait until healthy"
+	@echo "             (RECEIPTS=1: also FlagBit -> DocuMint usage receipts)"
 	@echo "make down    stop the stack (data is kept)"
 	@echo "make clean   stop it and remove its data volumes and built images"
 	@echo "make logs    follow the logs;  make ps  list the containers"
 	@echo "make audit   check the running containers against the isolation policy"
 	@echo "make test    formatting, clippy, unit and container tests"
 
+# `make up RECEIPTS=1` adds FlagBit → DocuMint usage receipts (compose/receipts.yml).
 up:
 	@scripts/stack.sh up
 

@@ -53,8 +53,33 @@ done
 write_secret "$dir/cronping/api_key" 10001:999 0640
 write_secret "$dir/cronping/api_key_readonly" 10001:999 0640
 
+# DocuMint's API key, read by its web tier (uid 10001).
+write_secret "$dir/documint/api_key" 10001:999 0640
+
 # FlagBit's management API key, read by its web tier (uid 10001).
 write_secret "$dir/flagbit/admin_key" 10001:999 0640
+
+# WebhookVault's admin API key, read by its web tier (uid 10001).
+write_secret "$dir/webhookvault/admin_key" 10001:999 0640
+
+# The receipts key (FlagBit signs, DocuMint verifies; used with `make up RECEIPTS=1`): one
+# `kid=secret` line in both files at first. scripts/rotate-receipts-key.sh changes them.
+if [ ! -s "$dir/receipts/signing_key" ] || [ ! -s "$dir/receipts/verify_keys" ]; then
+    mkdir -p "$dir/receipts"
+    chmod 0700 "$dir/receipts"
+    line="r$(date -u +%Y%m%d%H%M%S)=$(new_password)"
+    for file in signing_key verify_keys; do
+        printf '%s\n' "$line" >"$dir/receipts/$file.tmp"
+        if [ "$(id -u)" = 0 ]; then
+            chown 10001:999 "$dir/receipts/$file.tmp"
+            chmod 0640 "$dir/receipts/$file.tmp"
+        else
+            chmod 0644 "$dir/receipts/$file.tmp"
+        fi
+        mv "$dir/receipts/$file.tmp" "$dir/receipts/$file"
+    done
+    created=$((created + 2))
+fi
 
 if [ "$created" -gt 0 ]; then
     echo "secrets: generated $created secret files under $dir"

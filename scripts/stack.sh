@@ -26,9 +26,14 @@ compose_cmd() {
     fi
 }
 
+# RECEIPTS=1 adds the one cross-product call (compose/receipts.yml). Every command of a
+# stack must be run with the same setting.
+receipts="${RECEIPTS:-0}"
+
 compose() {
     local files=()
     for product in "${products[@]}"; do files+=(-f "$root/compose/$product.yml"); done
+    if [ "$receipts" = 1 ]; then files+=(-f "$root/compose/receipts.yml"); fi
     # shellcheck disable=SC2046 # the command is one or two words on purpose
     $(compose_cmd) -p "$COMPOSE_PROJECT_NAME" "${files[@]}" "$@"
 }
@@ -117,6 +122,7 @@ up() {
         dbs+=("$product-db")
         all+=("$product-db" "$product-web" "$product-worker")
     done
+    if [ "$receipts" = 1 ]; then all+=(documint-receipts); fi
 
     say "starting the databases"
     compose up -d --no-build "${dbs[@]}"
@@ -166,7 +172,7 @@ shift || true
 # One `up` or `down` at a time per project: two at once race to create the same networks,
 # and Compose then finds each name twice and refuses to go on.
 case "$command" in
-    up | down | clean)
+    up | down | clean | rotate-receipts-key)
         lock="${TMPDIR:-/tmp}/refdeploy-stack-$COMPOSE_PROJECT_NAME.lock"
         exec 9>"$lock"
         if ! flock -n 9; then
@@ -175,8 +181,54 @@ case "$command" in
         fi
         ;;
 esac
+# Replaces the receipts key in the safe order: the verifier learns the new key, then the
+# signer switches to it, then, once every token signed with the old key has expired, the
+# verifier forgets the old key. OVERLAP is that wait in seconds: a token's lifetime plus
+# the leeway (600 + 30) unless FlagBit is configured with a shorter lifetime.
+rotate_receipts_key() {
+    local overlap="${1:-630}" dir="$SECRETS_DIR/receipts" kid line
+    case "$overlap" in '' | *[!0-9]*) echo "error: overlap must be seconds" >&2; return 2 ;; esac
+    [ -s "$dir/signing_key" ] || { echo "error: no $dir/signing_key: run make up RECEIPTS=1" >&2; return 1; }
+
+    kid="r$(date -u +%Y%m%d%H%M%S)"
+    line="$kid=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+    replace() { # file, content: a new file in place of the old, same owner and mode
+        printf '%s\n' "$2" >"$1.tmp"
+        chmod --reference="$1" "$1.tmp"
+        chown --reference="$1" "$1.tmp" 2>/dev/null || true
+        mv "$1.tmp" "$1"
+    }
+    restart() { # Compose mounts a secret file when it creates the container.
+        compose up -d --no-deps --force-recreate "$1" >/dev/null 2>&1
+        wait_healthy "$1"
+    }
+
+    say "1/3 documint-receipts accepts the new key $kid beside the old ones"
+    replace "$dir/verify_keys" "$(grep -v '^[[:space:]]*$' "$dir/verify_keys")
+$line"
+    restart documint-receipts
+
+    say "2/3 flagbit-worker signs with $kid"
+    replace "$dir/signing_key" "$line"
+    restart flagbit-worker
+
+    say "3/3 waiting ${overlap}s for tokens signed with the old key to expire"
+    sleep "$overlap"
+    replace "$dir/verify_keys" "$line"
+    restart documint-receipts
+    say "rotated: $kid is the only receipts key"
+}
+
+# Stopping takes the receipts overlay's container and network too, whichever way it was
+# started.
+case "$command" in down | clean) receipts=1 ;; esac
+
 case "$command" in
     up) up ;;
+    rotate-receipts-key)
+        receipts=1
+        rotate_receipts_key "$@"
+        ;;
     down) compose down --remove-orphans "$@" ;;
     clean)
         compose down --remove-orphans --volumes

@@ -101,7 +101,9 @@ pub async fn check(stack: &Stack, docker: &bollard::Docker) -> anyhow::Result<St
                 .as_ref()?
                 .get("com.docker.compose.network")?
                 .clone();
-            let product = logical.split_once('-')?.0.to_owned();
+            // `<product>-internal` and the like; `receipts` (the one shared network) is its own.
+            let product = logical.split_once('-').map_or(logical.as_str(), |(p, _)| p);
+            let product = product.to_owned();
             Some((n.name?, (product, n.internal.unwrap_or(false))))
         })
         .collect();
@@ -132,6 +134,11 @@ pub async fn check(stack: &Stack, docker: &bollard::Docker) -> anyhow::Result<St
             .find_map(|e| e.ip_address.clone().filter(|ip| !ip.is_empty()));
         db_ips.insert(product, ip.context("database has no address")?);
     }
+
+    // The receipts network: from it only DocuMint's receipt port answers; from everywhere
+    // else that port is unreachable.
+    let receipts_net = format!("{}_receipts", stack.project);
+    let receipts = receipts_addresses(stack, docker, &receipts_net).await?;
 
     // A server on a network outside the stack, which no internal network may reach; a probe
     // on the server's own network reaching it shows the negative results mean something.
@@ -171,6 +178,9 @@ pub async fn check(stack: &Stack, docker: &bollard::Docker) -> anyhow::Result<St
         if *internal {
             checks.push(server_check.clone());
         }
+        let on_receipts = *network == receipts_net;
+        let receipt_checks = receipts.checks(on_receipts);
+        checks.extend(receipt_checks.iter().map(|(c, _)| c.clone()));
 
         let outcomes: HashMap<String, Outcome> =
             probe::run(network, &stack.secrets, &json!(checks))
@@ -208,6 +218,28 @@ pub async fn check(stack: &Stack, docker: &bollard::Docker) -> anyhow::Result<St
                 ));
             }
         }
+        for (check, want) in &receipt_checks {
+            let id = check["id"].as_str().unwrap_or_default();
+            let got = &outcomes[id];
+            if got.outcome != *want {
+                failures.push(format!(
+                    "{id} from {short}: want {want}, got {} ({})",
+                    got.outcome, got.detail
+                ));
+            }
+        }
+        if on_receipts {
+            let verdict = |id: &str| outcomes.get(id).map_or("?", |o| o.outcome.as_str());
+            let _ = writeln!(
+                table,
+                "{:<16} {:<22} receipt port {}, documint-web name {}, documint-web API {}",
+                "(services)",
+                short,
+                verdict("receipts/port"),
+                verdict("receipts/web name"),
+                verdict("receipts/web api"),
+            );
+        }
         if *internal {
             let got = &outcomes["outside/http"];
             if got.outcome != "unreachable" {
@@ -220,4 +252,76 @@ pub async fn check(stack: &Stack, docker: &bollard::Docker) -> anyhow::Result<St
         bail!("isolation broken:\n{}\n\n{table}", failures.join("\n"));
     }
     Ok(table)
+}
+
+/// Where DocuMint's two web processes are, as seen by the receipts network's checks.
+struct ReceiptAddresses {
+    /// documint-receipts on the receipts network, port 8090.
+    receipt_port: String,
+    /// documint-web's addresses (edge and internal), port 8080.
+    web_api: Vec<String>,
+}
+
+impl ReceiptAddresses {
+    /// The checks run from one network, with the outcome each must have.
+    fn checks(&self, on_receipts: bool) -> Vec<(Value, &'static str)> {
+        let reachable = if on_receipts { "ok" } else { "unreachable" };
+        let mut checks = vec![(
+            json!({ "kind": "tcp", "id": "receipts/port", "addr": self.receipt_port }),
+            reachable,
+        )];
+        if on_receipts {
+            checks.push((
+                json!({ "kind": "dns", "id": "receipts/web name", "name": "documint-web" }),
+                "unresolved",
+            ));
+            for (index, addr) in self.web_api.iter().enumerate() {
+                let id = if index == 0 {
+                    "receipts/web api".to_owned()
+                } else {
+                    format!("receipts/web api {index}")
+                };
+                checks.push((
+                    json!({ "kind": "tcp", "id": id, "addr": addr }),
+                    "unreachable",
+                ));
+            }
+        }
+        checks
+    }
+}
+
+async fn receipts_addresses(
+    stack: &Stack,
+    docker: &bollard::Docker,
+    receipts_net: &str,
+) -> anyhow::Result<ReceiptAddresses> {
+    let addresses = |service: &'static str| async move {
+        let id = stack.container(service)?;
+        let networks = docker
+            .inspect_container(&id, None)
+            .await?
+            .network_settings
+            .and_then(|n| n.networks)
+            .unwrap_or_default();
+        anyhow::Ok(
+            networks
+                .into_iter()
+                .filter_map(|(name, e)| Some((name, e.ip_address.filter(|ip| !ip.is_empty())?)))
+                .collect::<BTreeMap<String, String>>(),
+        )
+    };
+
+    let receipts = addresses("documint-receipts").await?;
+    let receipt_ip = receipts
+        .get(receipts_net)
+        .context("documint-receipts is not on the receipts network")?;
+    let web = addresses("documint-web").await?;
+    if web.contains_key(receipts_net) {
+        bail!("documint-web joined the receipts network");
+    }
+    Ok(ReceiptAddresses {
+        receipt_port: format!("{receipt_ip}:8090"),
+        web_api: web.values().map(|ip| format!("{ip}:8080")).collect(),
+    })
 }

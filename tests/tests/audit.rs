@@ -86,10 +86,24 @@ fn container(
 }
 
 async fn network(docker: &bollard::Docker, name: &str, internal: bool) -> anyhow::Result<()> {
+    crossing(docker, name, internal, None).await
+}
+
+/// A network, declared as crossing products for the services `allowed` names.
+async fn crossing(
+    docker: &bollard::Docker,
+    name: &str,
+    internal: bool,
+    allowed: Option<&str>,
+) -> anyhow::Result<()> {
+    let mut labels = HashMap::from([(TEST_LABEL.to_owned(), "audit".to_owned())]);
+    if let Some(allowed) = allowed {
+        labels.insert(audit::CROSSING_LABEL.to_owned(), allowed.to_owned());
+    }
     let request = NetworkCreateRequest {
         name: name.to_owned(),
         internal: Some(internal),
-        labels: Some(HashMap::from([(TEST_LABEL.to_owned(), "audit".to_owned())])),
+        labels: Some(labels),
         ..Default::default()
     };
     docker.create_network(request).await?;
@@ -123,16 +137,29 @@ async fn audit_names_each_deliberate_violation_and_nothing_else() -> anyhow::Res
     let internal = format!("{project}_shop-internal");
     let shared = format!("{project}_shared");
     let other_internal = format!("{project}_other-internal");
+    let declared = format!("{project}_declared");
+    let undeclared_open = format!("{project}_declared-open");
 
     // Dropped last (declared first): containers go before their networks.
     let mut networks = Networks(vec![
         internal.clone(),
         shared.clone(),
         other_internal.clone(),
+        declared.clone(),
+        undeclared_open.clone(),
     ]);
     network(&docker, &internal, true).await?;
     network(&docker, &shared, false).await?;
     network(&docker, &other_internal, true).await?;
+    // Crossings: allowed for the services named, and only on an internal network.
+    crossing(&docker, &declared, true, Some("shop-call,other-callee")).await?;
+    crossing(
+        &docker,
+        &undeclared_open,
+        false,
+        Some("shop-open,other-open"),
+    )
+    .await?;
 
     // The subtler forms, each on a network of its own so only the flaw differs.
     let subtle = [
@@ -229,6 +256,29 @@ async fn audit_names_each_deliberate_violation_and_nothing_else() -> anyhow::Res
     // One network joined by two products: shop's and other's workers.
     let shop_shared = start(container(&project, "shop-sync", &shared, Flaw::default())).await?;
     let other_shared = start(container(&project, "other-sync", &shared, Flaw::default())).await?;
+    let declared_caller =
+        start(container(&project, "shop-call", &declared, Flaw::default())).await?;
+    let declared_callee = start(container(
+        &project,
+        "other-callee",
+        &declared,
+        Flaw::default(),
+    ))
+    .await?;
+    let intruder = start(container(
+        &project,
+        "other-intruder",
+        &declared,
+        Flaw::default(),
+    ))
+    .await?;
+    let open_crossing = start(container(
+        &project,
+        "shop-open",
+        &undeclared_open,
+        Flaw::default(),
+    ))
+    .await?;
     let privileged = Flaw {
         privileged: true,
         ..Flaw::default()
@@ -266,7 +316,7 @@ async fn audit_names_each_deliberate_violation_and_nothing_else() -> anyhow::Res
             .collect()
     };
 
-    assert_eq!(report.containers.len(), 12, "{}", report.table());
+    assert_eq!(report.containers.len(), 16, "{}", report.table());
     for (subtle, check) in &subtle_containers {
         let name = name(subtle).await?;
         assert_eq!(checks_of(&name), [*check], "{name}:\n{}", report.table());
@@ -313,6 +363,25 @@ async fn audit_names_each_deliberate_violation_and_nothing_else() -> anyhow::Res
         "{}",
         report.table()
     );
+
+    for allowed in [&declared_caller, &declared_callee] {
+        let name = name(allowed).await?;
+        assert_eq!(
+            checks_of(&name),
+            Vec::<&str>::new(),
+            "{name}:\n{}",
+            report.table()
+        );
+    }
+    for refused in [&intruder, &open_crossing] {
+        let name = name(refused).await?;
+        assert_eq!(
+            checks_of(&name),
+            ["networks"],
+            "{name}:\n{}",
+            report.table()
+        );
+    }
 
     let secret = &report.violations_of(&name(&secret_worker).await?)[0].detail;
     assert!(

@@ -33,7 +33,7 @@ const FLAGSET_KEY: &str = "$flagset";
 
 pub use platform::http::presented_key;
 
-fn admin(headers: &HeaderMap, app: &App) -> Result<(), ApiError> {
+pub(crate) fn admin(headers: &HeaderMap, app: &App) -> Result<(), ApiError> {
     let given = presented_key(headers).ok_or_else(ApiError::unauthorized)?;
     if app
         .config

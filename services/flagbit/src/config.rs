@@ -23,6 +23,8 @@ pub struct Config {
     /// How often the worker folds finished hours of counts into hourly rows.
     pub rollup_every: Duration,
     pub clock: Clock,
+    /// Usage receipts rendered by DocuMint; `None` when off (the default).
+    pub receipts: Option<crate::receipts::ReceiptsConfig>,
 }
 
 impl Default for Config {
@@ -33,6 +35,7 @@ impl Default for Config {
             usage_flush_every: Duration::from_secs(10),
             rollup_every: Duration::from_secs(300),
             clock: Clock::system(),
+            receipts: None,
         }
     }
 }
@@ -55,6 +58,7 @@ impl Config {
             usage_flush_every: env.seconds_or("USAGE_FLUSH_INTERVAL_SECS", 10, 1..=300)?,
             rollup_every: env.seconds_or("ROLLUP_INTERVAL_SECS", 300, 10..=3600)?,
             clock: Clock::system(),
+            receipts: crate::receipts::ReceiptsConfig::from_env(env)?,
         })
     }
 }

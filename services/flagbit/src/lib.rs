@@ -14,6 +14,7 @@ pub mod model;
 pub mod ofrep;
 pub mod operators;
 pub mod path;
+pub mod receipts;
 pub mod snapshot;
 pub mod usage;
 
@@ -130,6 +131,12 @@ pub fn router(config: Config, pool: PgPool) -> (Router, Handles) {
         .route(&format!("{env}/import"), put(api::import).post(api::import))
         .route("/api/v1/flags/{key}/history", get(api::history))
         .route("/api/v1/usage", get(api::usage))
+        .route(
+            "/api/v1/receipts",
+            get(receipts::list).post(receipts::create),
+        )
+        .route("/api/v1/receipts/{id}", get(receipts::get))
+        .route("/api/v1/receipts/{id}/pdf", get(receipts::pdf))
         .with_state(app);
     (router, handles)
 }
@@ -153,6 +160,18 @@ impl Product for FlagBit {
     }
 
     async fn work(config: Config, pool: PgPool, shutdown: CancellationToken) -> anyhow::Result<()> {
-        usage::run_rollups(pool, config.clock, config.rollup_every, shutdown).await
+        let rollups = usage::run_rollups(
+            pool.clone(),
+            config.clock.clone(),
+            config.rollup_every,
+            shutdown.clone(),
+        );
+        match config.receipts {
+            None => rollups.await,
+            Some(receipts) => {
+                let receipts = receipts::run(pool, receipts, config.clock, shutdown);
+                tokio::try_join!(rollups, receipts).map(|_| ())
+            }
+        }
     }
 }

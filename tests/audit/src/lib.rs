@@ -1,6 +1,8 @@
 //! The stack audit: every container of a Compose project, inspected through the Docker API
 //! and held to this deployment's policy. Databases publish nothing and sit on exactly one,
-//! internal, network; web tiers publish on loopback only; no network joins two products;
+//! internal, network; web tiers publish on loopback only; no network joins two products,
+//! except an internal network that names (label `refdeploy.crossing`) the only services
+//! allowed on it;
 //! every container runs as a non-root user on a read-only root with no-new-privileges, all
 //! capabilities dropped, a healthcheck, a restart policy and a memory limit; nothing that
 //! hands a container the host (privileged mode, the host's namespaces, the Docker socket);
@@ -16,6 +18,8 @@ use bollard::query_parameters::{ListContainersOptions, ListNetworksOptions};
 
 pub const PROJECT_LABEL: &str = "com.docker.compose.project";
 pub const SERVICE_LABEL: &str = "com.docker.compose.service";
+/// On a network: the comma-separated services allowed to share it across products.
+pub const CROSSING_LABEL: &str = "refdeploy.crossing";
 
 /// The checks, in the order the table shows them.
 pub const CHECKS: [&str; 11] = [
@@ -113,12 +117,21 @@ pub async fn audit(docker: &Docker, project: &str) -> anyhow::Result<Report> {
         .await
         .context("listing containers")?;
 
-    let internal: HashMap<String, bool> = docker
+    let networks = docker
         .list_networks(None::<ListNetworksOptions>)
         .await
-        .context("listing networks")?
-        .into_iter()
-        .filter_map(|n| Some((n.name?, n.internal.unwrap_or(false))))
+        .context("listing networks")?;
+    let internal: HashMap<String, bool> = networks
+        .iter()
+        .filter_map(|n| Some((n.name.clone()?, n.internal.unwrap_or(false))))
+        .collect();
+    let crossings: HashMap<String, BTreeSet<String>> = networks
+        .iter()
+        .filter_map(|n| {
+            let allowed = n.labels.as_ref()?.get(CROSSING_LABEL)?;
+            let services = allowed.split(',').map(|s| s.trim().to_owned()).collect();
+            Some((n.name.clone()?, services))
+        })
         .collect();
 
     let mut containers = Vec::new();
@@ -130,7 +143,7 @@ pub async fn audit(docker: &Docker, project: &str) -> anyhow::Result<Report> {
             .with_context(|| format!("inspecting {id}"))?;
         containers.push(inspected);
     }
-    Ok(check_all(&containers, &internal))
+    Ok(check_all(&containers, &internal, &crossings))
 }
 
 fn labels(c: &ContainerInspectResponse) -> HashMap<String, String> {
@@ -148,10 +161,12 @@ fn networks_of(c: &ContainerInspectResponse) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The policy itself, over already inspected containers; `internal` says which networks are.
+/// The policy itself, over already inspected containers; `internal` says which networks are,
+/// `crossings` which services each cross-product network allows.
 pub fn check_all(
     containers: &[ContainerInspectResponse],
     internal: &HashMap<String, bool>,
+    crossings: &HashMap<String, BTreeSet<String>>,
 ) -> Report {
     let mut report = Report::default();
 
@@ -262,7 +277,20 @@ pub fn check_all(
         }
         for net in &networks {
             let products = &products_on[net];
-            if products.len() > 1 {
+            if let Some(allowed) = crossings.get(net) {
+                // A declared crossing: internal, and only the services it names.
+                if !internal.get(net).copied().unwrap_or(false) {
+                    fail(
+                        "networks",
+                        format!("{net} crosses products but is not internal"),
+                    );
+                } else if !allowed.contains(&service) {
+                    fail(
+                        "networks",
+                        format!("{service} is on {net}, which allows only {allowed:?}"),
+                    );
+                }
+            } else if products.len() > 1 {
                 let others: Vec<_> = products.iter().filter(|p| *p != product).cloned().collect();
                 fail(
                     "networks",

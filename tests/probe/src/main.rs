@@ -4,7 +4,10 @@
 //! servers answer. It prints one JSON result per check and exits 0; judging the results is
 //! the test's job.
 //!
-//! `probe run '<json checks>'` or `probe serve <port>` (a server other probes try to reach).
+//! `probe run '<json checks>'` or `probe serve <port>` (a server other probes try to reach),
+//! or `probe receipts-demo <url> <key file>` (see [`receipts_demo`]).
+
+mod receipts_demo;
 
 use std::net::{SocketAddr, ToSocketAddrs as _};
 use std::process::ExitCode;
@@ -69,8 +72,10 @@ fn main() -> ExitCode {
     let result = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         ["run", spec] => runtime.block_on(run(spec)),
         ["serve", port] => runtime.block_on(serve(port)),
+        ["receipts-demo", url, key_file] => runtime.block_on(receipts_demo::run(url, key_file)),
         _ => Err(anyhow::anyhow!(
-            "usage: probe run '<json checks>' | probe serve <port>"
+            "usage: probe run '<json checks>' | probe serve <port> | \
+             probe receipts-demo <url> <signing key file>"
         )),
     };
     match result {

@@ -57,6 +57,7 @@ impl TestApp {
             usage_flush_every: Duration::from_secs(3600),
             rollup_every: Duration::from_secs(3600),
             clock: Clock::new(move || *read.lock().unwrap()),
+            receipts: None,
         };
         adjust(&mut config);
         let (routes, handles) = flagbit::router(config, pool.clone());
@@ -92,6 +93,12 @@ impl TestApp {
 
     pub fn now(&self) -> DateTime<Utc> {
         *self.now.lock().unwrap()
+    }
+
+    /// A clock reading the time this test sets, for parts run beside the web tier.
+    pub fn clock(&self) -> Clock {
+        let now = self.now.clone();
+        Clock::new(move || *now.lock().unwrap())
     }
 
     pub fn set_now(&self, at: &str) {
