@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
+pub mod docs;
 pub mod matrix;
 pub mod probe;
 
@@ -60,11 +61,48 @@ impl Stack {
         cmd.args(args)
             .env("COMPOSE_PROJECT_NAME", &self.project)
             .env("SECRETS_DIR", &self.secrets)
-            .env("STACK_SKIP_BUILD", "1");
+            .env("STACK_SKIP_BUILD", "1")
+            // The test stack is the whole of it: with FlagBit → DocuMint receipts.
+            .env("RECEIPTS", "1");
         for product in PRODUCTS {
             cmd.env(format!("{}_PORT", product.to_uppercase()), "");
         }
         cmd
+    }
+
+    /// What a shell running the docs' commands against this stack needs in its environment.
+    pub fn docs_env(&self) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("COMPOSE_PROJECT_NAME".to_owned(), self.project.clone()),
+            ("SECRETS_DIR".to_owned(), self.secrets.display().to_string()),
+            ("STACK_SKIP_BUILD".to_owned(), "1".to_owned()),
+            ("RECEIPTS".to_owned(), "1".to_owned()),
+            (
+                "CARGO_TARGET_DIR".to_owned(),
+                target_dir().display().to_string(),
+            ),
+        ];
+        for product in PRODUCTS {
+            env.push((format!("{}_PORT", product.to_uppercase()), String::new()));
+        }
+        env
+    }
+
+    /// The docs are written for `make up`: its ports, `.secrets/`, the project `refdeploy`.
+    /// These rewrite them to this stack's.
+    pub fn docs_rewrites(&self) -> anyhow::Result<docs::Rewrites> {
+        let secrets = self.secrets.display().to_string();
+        let mut rewrites = vec![
+            ("refdeploy_".to_owned(), format!("{}_", self.project)),
+            ("$PWD/.secrets/".to_owned(), format!("{secrets}/")),
+            (".secrets/".to_owned(), format!("{secrets}/")),
+        ];
+        for (product, port) in PRODUCTS.iter().zip(["8081", "8082", "8083", "8084"]) {
+            let url = self.web_url(product)?;
+            let addr = url.trim_start_matches("http://").to_owned();
+            rewrites.push((format!("127.0.0.1:{port}"), addr));
+        }
+        Ok(rewrites)
     }
 
     /// `docker compose ARGS` for this project; stdout on success.
@@ -97,6 +135,19 @@ impl Stack {
         let addr = mapping.lines().next().context("web port not published")?;
         Ok(format!("http://{addr}"))
     }
+}
+
+/// The cargo target directory these tests were built in (the release binaries the stack's
+/// images hold are beside them).
+pub fn target_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        return PathBuf::from(dir);
+    }
+    // target/<profile>/deps/<test binary>
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.ancestors().nth(3).map(Path::to_path_buf))
+        .unwrap_or_else(|| repo_root().join("target"))
 }
 
 impl Drop for Stack {

@@ -41,7 +41,8 @@ async fn stack_is_isolated_passes_the_audit_and_readiness_follows_the_database()
     let report = audit::audit(&docker, &stack.project).await?;
     println!("{}", report.table());
     assert!(report.passed(), "audit of the stack:\n{}", report.table());
-    assert_eq!(report.containers.len(), 12, "{}", report.table());
+    // Twelve product containers and documint-receipts.
+    assert_eq!(report.containers.len(), 13, "{}", report.table());
 
     // The same, read directly: no published port, one network, and that one internal.
     for product in PRODUCTS {
@@ -67,6 +68,25 @@ async fn stack_is_isolated_passes_the_audit_and_readiness_follows_the_database()
     // The products as their users meet them, through the published ports.
     cronping_check_goes_up_after_a_ping(&stack, &client).await?;
     println!("{}", flagbit_serves_a_real_openfeature_client(&stack)?);
+    flagbit_receipt_carries_the_periods_totals(&stack, &client).await?;
+
+    // Every runnable example in docs/, against this stack; the walkthrough last, because it
+    // rotates the receipts key.
+    let root = stack_tests::repo_root();
+    let mut pages: Vec<_> = std::fs::read_dir(root.join("docs"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "md"))
+        .collect();
+    pages.sort_by_key(|p| (p.ends_with("walkthrough.md"), p.clone()));
+    let rewrites = stack.docs_rewrites()?;
+    let env = stack.docs_env();
+    let mut problems = String::new();
+    for page in &pages {
+        problems.push_str(&stack_tests::docs::check_page(
+            page, &root, &rewrites, &env,
+        )?);
+    }
+    assert!(problems.is_empty(), "docs/ examples:\n{problems}");
 
     // Stop one product's database: its web tier stays up and reports itself unready, then
     // ready again once the database is back, without being restarted.
@@ -185,4 +205,106 @@ fn flagbit_serves_a_real_openfeature_client(stack: &Stack) -> anyhow::Result<Str
         String::from_utf8_lossy(&run.stderr)
     );
     Ok(stdout)
+}
+
+/// FlagBit → DocuMint over the receipts network with a service token: a month's counts in,
+/// a PDF with their totals out. The counts are written straight into FlagBit's database for
+/// a finished month (evaluations made now count for the current one).
+async fn flagbit_receipt_carries_the_periods_totals(
+    stack: &Stack,
+    client: &reqwest::Client,
+) -> anyhow::Result<()> {
+    let base = stack.web_url("flagbit")?;
+    let key = std::fs::read_to_string(stack.secrets.join("flagbit/admin_key"))?;
+    let key = key.trim();
+    let period = "2026-09";
+
+    for name in ["production", "staging"] {
+        client
+            .post(format!("{base}/api/v1/environments"))
+            .header("X-Api-Key", key)
+            .json(&serde_json::json!({ "name": name }))
+            .send()
+            .await?;
+    }
+    let seed = "INSERT INTO usage_hourly (environment_id, flag_key, variant, hour, count) \
+        SELECT id, 'new-checkout', 'on', '2026-09-14T10:00:00Z'::timestamptz, 123 FROM environments \
+        WHERE name = 'production' UNION ALL \
+        SELECT id, 'dark-mode', 'off', '2026-09-30T23:00:00Z'::timestamptz, 45 FROM environments \
+        WHERE name = 'staging'";
+    let db = stack.container("flagbit-db")?;
+    let psql = Command::new("docker")
+        .args([
+            "exec",
+            &db,
+            "psql",
+            "-U",
+            "postgres",
+            "-d",
+            "flagbit",
+            "-v",
+            "ON_ERROR_STOP=1",
+        ])
+        .args(["-c", seed])
+        .output()?;
+    assert!(
+        psql.status.success(),
+        "{}",
+        String::from_utf8_lossy(&psql.stderr)
+    );
+
+    let queued = client
+        .post(format!("{base}/api/v1/receipts"))
+        .header("X-Api-Key", key)
+        .json(&serde_json::json!({ "period": period }))
+        .send()
+        .await?;
+    assert_eq!(queued.status(), StatusCode::ACCEPTED);
+    let id = queued.json::<serde_json::Value>().await?["id"].clone();
+
+    let receipt = eventually(
+        "the receipt to be rendered",
+        Duration::from_secs(60),
+        || async {
+            let receipt: serde_json::Value = client
+                .get(format!("{base}/api/v1/receipts/{id}"))
+                .header("X-Api-Key", key)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (receipt["status"] == "done").then_some(receipt)
+        },
+    )
+    .await?;
+    assert_eq!(receipt["total_evaluations"], 168, "{receipt}");
+
+    let pdf = client
+        .get(format!("{base}/api/v1/receipts/{id}/pdf"))
+        .header("X-Api-Key", key)
+        .send()
+        .await?
+        .error_for_status()?
+        .bytes()
+        .await?;
+    let document = lopdf::Document::load_mem(&pdf)?;
+    let pages: Vec<u32> = document.get_pages().keys().copied().collect();
+    let text = document.extract_text(&pages)?;
+    for expected in [
+        "production",
+        "staging",
+        "new-checkout",
+        "dark-mode",
+        "123",
+        "45",
+        "168",
+    ] {
+        assert!(
+            text.contains(expected),
+            "receipt text lacks {expected:?}:\n{text}"
+        );
+    }
+    Ok(())
 }
