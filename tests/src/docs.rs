@@ -172,6 +172,11 @@ pub fn check_page(
         .arg(&script)
         .current_dir(root)
         .envs(env.iter().map(|(k, v)| (k, v)))
+        // Run from `make test`, make's own variables would change what a nested `make`
+        // prints; the docs are written for a reader's plain shell.
+        .env_remove("MAKEFLAGS")
+        .env_remove("MFLAGS")
+        .env_remove("MAKELEVEL")
         .output()
         .context("running bash")?;
     let stdout = String::from_utf8_lossy(&run.stdout);
