@@ -424,7 +424,8 @@ pub struct DestinationRow {
 const DESTINATION_COLUMNS: &str =
     "id, source_id, url, headers, secret, enabled, rate_limit, created_at, updated_at";
 
-/// A destination as clients see it: header values masked, the secret left out.
+/// A destination as clients see it: header values and the URL's userinfo and query masked,
+/// the secret left out.
 fn destination_json(row: &DestinationRow) -> Value {
     let headers: Map<String, Value> = row
         .headers
@@ -434,7 +435,7 @@ fn destination_json(row: &DestinationRow) -> Value {
     json!({
         "id": row.id,
         "source_id": row.source_id,
-        "url": row.url,
+        "url": crate::forward::masked_url(&row.url),
         "headers": headers,
         "enabled": row.enabled,
         "rate_limit": row.rate_limit,

@@ -17,6 +17,16 @@ pub use platform::clock::Clock;
 /// Shortest admin key accepted: anything shorter is guessable.
 const MIN_KEY_LEN: usize = 16;
 
+/// Largest `BODY_LIMIT` accepted. The worker holds up to `WORKER_CONCURRENCY` bodies at
+/// once, each twice while it is sent (32 x 2 x 4 MiB = 256 MiB at the defaults), which is
+/// what its 512 MiB container is sized for; the web tier's bodies are bounded by the ingest
+/// budget instead.
+pub const MAX_BODY_LIMIT: usize = 4 << 20;
+
+/// Default ingest budget: bodies being read or waiting to be recorded, in KiB, across the web
+/// process. 64 MiB keeps the web tier well inside its 256 MiB container.
+pub const DEFAULT_INGEST_BUDGET_KIB: usize = 64 << 10;
+
 /// The delivery retry schedule when none is configured: the delays before the 2nd, 3rd, ...
 /// attempt (5 s, 5 min, 30 min, 2 h, 5 h, 10 h), so 7 attempts in all.
 pub const DEFAULT_SCHEDULE: [u64; 6] = [5, 300, 1800, 7200, 18_000, 36_000];
@@ -30,6 +40,14 @@ pub struct Config {
     pub public_url: String,
     /// Largest request body ingest stores; larger ones get 413 and nothing is stored.
     pub body_limit: usize,
+    /// Body bytes ingest may hold at once across the process (read, or waiting to be
+    /// recorded), in KiB. A request that cannot get its share within `ingest_budget_wait` gets
+    /// 503 with `Retry-After`; never smaller than `body_limit`.
+    pub ingest_budget_kib: usize,
+    /// How long a request waits for its share of the ingest budget before 503.
+    pub ingest_budget_wait: Duration,
+    /// Time limit for reading one ingest request's body; a slower sender gets 408.
+    pub body_timeout: Duration,
     /// Tasks recording ingested events, each one transaction at a time (see `ingest`).
     pub ingest_writers: usize,
     /// Time limit of one delivery attempt, from connecting to the end of the response.
@@ -60,6 +78,9 @@ impl Config {
             admin_key: None,
             public_url: public_url.into(),
             body_limit: 1 << 20,
+            ingest_budget_kib: DEFAULT_INGEST_BUDGET_KIB,
+            ingest_budget_wait: Duration::from_secs(1),
+            body_timeout: Duration::from_secs(30),
             ingest_writers: 2,
             delivery_timeout: Duration::from_secs(15),
             lease: Duration::from_secs(60),
@@ -98,9 +119,22 @@ impl Config {
 
         let public_url: String = env.parse_or("PUBLIC_URL", "http://127.0.0.1:8084".to_owned())?;
         let body_limit: usize = env.parse_or("BODY_LIMIT", 1usize << 20)?;
-        if !(1..=(64 << 20)).contains(&body_limit) {
-            return Err(error("BODY_LIMIT", "must be 1 to 67108864 bytes".into()));
+        if !(1..=MAX_BODY_LIMIT).contains(&body_limit) {
+            return Err(error(
+                "BODY_LIMIT",
+                format!("must be 1 to {MAX_BODY_LIMIT} bytes"),
+            ));
         }
+        let ingest_budget_kib: usize =
+            env.parse_or("INGEST_BUDGET_KIB", DEFAULT_INGEST_BUDGET_KIB)?;
+        // The semaphore counts KiB in u32 permits; 1 TiB is far past any sane budget.
+        if ingest_budget_kib < body_limit.div_ceil(1024) || ingest_budget_kib > 1 << 30 {
+            return Err(error(
+                "INGEST_BUDGET_KIB",
+                "must hold at least one body of BODY_LIMIT bytes, and at most 1 TiB".into(),
+            ));
+        }
+        let body_timeout = env.seconds_or("BODY_TIMEOUT_SECS", 30, 1..=600)?;
 
         let delivery_timeout = env.seconds_or("DELIVERY_TIMEOUT_SECS", 15, 1..=120)?;
         let lease = env.seconds_or("LEASE_SECS", 60, 2..=3600)?;
@@ -139,6 +173,11 @@ impl Config {
             admin_key,
             public_url: public_url.trim_end_matches('/').to_owned(),
             body_limit,
+            ingest_budget_kib,
+            ingest_budget_wait: Duration::from_millis(
+                env.parse_or("INGEST_BUDGET_WAIT_MS", 1000u64)?.min(30_000),
+            ),
+            body_timeout,
             ingest_writers: env.parse_or("INGEST_WRITERS", 2usize)?.clamp(1, 16),
             delivery_timeout,
             lease,
@@ -240,6 +279,8 @@ mod tests {
         let c = config(&[]).unwrap();
         assert!(c.admin_key.is_none());
         assert_eq!(c.body_limit, 1 << 20);
+        assert_eq!(c.ingest_budget_kib, 64 << 10);
+        assert_eq!(c.body_timeout, Duration::from_secs(30));
         assert_eq!(c.max_attempts(), 7);
         assert_eq!(c.retry_schedule[1], Duration::from_secs(300));
         assert_eq!(c.delivery_timeout, Duration::from_secs(15));
@@ -259,6 +300,14 @@ mod tests {
         assert_eq!(err.var, "WEBHOOKVAULT_DELIVERY_ALLOW_CIDRS");
         let err = config(&[("WEBHOOKVAULT_BODY_LIMIT", "0")]).unwrap_err();
         assert_eq!(err.var, "WEBHOOKVAULT_BODY_LIMIT");
+        let err = config(&[("WEBHOOKVAULT_BODY_LIMIT", "67108864")]).unwrap_err();
+        assert_eq!(err.var, "WEBHOOKVAULT_BODY_LIMIT");
+        let err = config(&[
+            ("WEBHOOKVAULT_BODY_LIMIT", "1048576"),
+            ("WEBHOOKVAULT_INGEST_BUDGET_KIB", "512"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var, "WEBHOOKVAULT_INGEST_BUDGET_KIB");
     }
 
     #[test]

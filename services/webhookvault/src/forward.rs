@@ -135,6 +135,9 @@ impl Forwarder {
         let mut response = match request.body(msg.body.to_vec()).send().await {
             Ok(response) => response,
             Err(e) => {
+                // The URL may carry credentials (userinfo, a token in the query): the error
+                // is recorded and logged without it.
+                let e = e.without_url();
                 let refused =
                     std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| {
                         e.source()
@@ -161,6 +164,7 @@ impl Forwarder {
                 Ok(Some(chunk)) => kept.extend_from_slice(&chunk),
                 Ok(None) => break,
                 Err(e) => {
+                    let e = e.without_url();
                     error = Some(format!("reading the response: {}", error_chain(&e)));
                     break;
                 }
@@ -179,6 +183,28 @@ impl Forwarder {
             duration: Duration::ZERO,
         }
     }
+}
+
+/// A destination URL as it may be shown or logged: `scheme://host[:port]/path`, with `***`
+/// for userinfo, query and fragment, which may hold credentials.
+pub fn masked_url(raw: &str) -> String {
+    let Ok(url) = reqwest::Url::parse(raw) else {
+        return "***".to_owned();
+    };
+    let userinfo = if url.username().is_empty() && url.password().is_none() {
+        ""
+    } else {
+        "***@"
+    };
+    let host = url.host_str().unwrap_or_default();
+    let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+    let query = if url.query().is_some() { "?***" } else { "" };
+    let fragment = if url.fragment().is_some() { "#***" } else { "" };
+    format!(
+        "{}://{userinfo}{host}{port}{}{query}{fragment}",
+        url.scheme(),
+        url.path()
+    )
 }
 
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
@@ -273,6 +299,10 @@ fn internal(ip: IpAddr) -> bool {
                 || (a == 100 && (64..128).contains(&b)) // shared address space (CGNAT)
                 || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
                 || (a == 198 && (18..20).contains(&b)) // benchmarking
+                || (a == 192 && b == 0 && c == 2) // documentation (TEST-NET-1)
+                || (a == 198 && b == 51 && c == 100) // documentation (TEST-NET-2)
+                || (a == 203 && b == 0 && c == 113) // documentation (TEST-NET-3)
+                || (a == 192 && b == 88 && c == 99) // 6to4 relay anycast
                 || a >= 240 // reserved
         }
         IpAddr::V6(v6) => {
@@ -290,6 +320,11 @@ fn internal(ip: IpAddr) -> bool {
                 || (seg[0] == 0x64 && seg[1] == 0xff9b && seg[2] == 1) // local-use NAT64
                 || seg[0] == 0x2002 // 6to4 wraps an IPv4 address
                 || seg[0] == 0x5f00 // SRv6 SIDs
+                || seg[..6] == [0; 6] // IPv4-compatible (::/96), deprecated
+                || (seg[0] == 0x2001 && seg[1] == 0) // Teredo wraps an IPv4 address
+                || (seg[0] == 0x2001 && seg[1] == 0xdb8) // documentation
+                || (seg[0] == 0x3fff && seg[1] < 0x1000) // documentation (3fff::/20)
+                || seg[..4] == [0x100, 0, 0, 0] // discard-only (100::/64)
         }
     }
 }
@@ -324,6 +359,58 @@ mod tests {
             assert!(!permitted(ip(addr), &[]), "{addr} must be refused");
         }
         for addr in ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"] {
+            assert!(permitted(ip(addr), &[]), "{addr} is public");
+        }
+        let allow: Vec<IpNet> = vec!["127.0.0.1/32".parse().unwrap()];
+        assert!(permitted(ip("127.0.0.1"), &allow));
+        assert!(!permitted(ip("127.0.0.2"), &allow));
+    }
+
+    #[test]
+    fn urls_are_shown_without_userinfo_query_or_fragment() {
+        assert_eq!(
+            masked_url("http://alice:pw@hooks.example:8443/hook?token=X#frag"),
+            "http://***@hooks.example:8443/hook?***#***"
+        );
+        assert_eq!(
+            masked_url("https://hooks.example/a/b"),
+            "https://hooks.example/a/b"
+        );
+        assert_eq!(masked_url("https://tok@[::1]/"), "https://***@[::1]/");
+        assert_eq!(masked_url("not a url"), "***");
+    }
+
+    #[test]
+    fn wrapped_documentation_and_discard_ranges_are_refused() {
+        for addr in [
+            "::127.0.0.1",
+            "::a9fe:a9fe",
+            "::8.8.8.8",
+            "2001::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "2001:db8::1",
+            "3fff::1",
+            "3fff:fff:ffff::1",
+            "192.0.2.1",
+            "198.51.100.7",
+            "203.0.113.255",
+            "192.88.99.1",
+            "100::1",
+            "100::ffff:ffff:ffff:ffff",
+        ] {
+            assert!(!permitted(ip(addr), &[]), "{addr} must be refused");
+        }
+        // Their neighbours are public.
+        for addr in [
+            "2001:1::1",
+            "2001:db9::1",
+            "3fff:1000::1",
+            "192.0.3.1",
+            "198.51.101.1",
+            "203.0.114.1",
+            "192.88.98.1",
+            "100:0:0:1::1",
+        ] {
             assert!(permitted(ip(addr), &[]), "{addr} is public");
         }
         let allow: Vec<IpNet> = vec!["127.0.0.1/32".parse().unwrap()];

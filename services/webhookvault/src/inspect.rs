@@ -22,6 +22,9 @@ use crate::api::{PathId, admin, read_object};
 const DEFAULT_PAGE: i64 = 50;
 const MAX_PAGE: i64 = 500;
 
+/// Latest time a cursor may hold: the end of year 9999, in microseconds since 1970.
+const MAX_CURSOR_MICROS: i64 = 253_402_300_799_999_999;
+
 /// A page position: the last item's time and id, opaque to clients.
 fn encode_cursor(at: DateTime<Utc>, id: Uuid) -> String {
     URL_SAFE_NO_PAD.encode(format!("{}|{id}", at.timestamp_micros()))
@@ -32,9 +35,11 @@ fn decode_cursor(raw: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
     let text = URL_SAFE_NO_PAD.decode(raw).map_err(|_| bad())?;
     let text = String::from_utf8(text).map_err(|_| bad())?;
     let (micros, id) = text.split_once('|').ok_or_else(bad)?;
+    // Only times this API can have handed out: PostgreSQL refuses far-off ones with an error.
     let at = micros
         .parse::<i64>()
         .ok()
+        .filter(|m| (0..=MAX_CURSOR_MICROS).contains(m))
         .and_then(DateTime::from_timestamp_micros)
         .ok_or_else(bad)?;
     Ok((at, Uuid::parse_str(id).map_err(|_| bad())?))
@@ -320,7 +325,14 @@ pub async fn replay(
     // An empty body means "all destinations".
     let bytes = axum::body::to_bytes(body, crate::api::MAX_BODY)
         .await
-        .map_err(|_| ApiError::invalid("body", "over 64 KiB or unreadable"))?;
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("request body over {} bytes", crate::api::MAX_BODY),
+            )
+            .with_field("body")
+        })?;
     let mut only: Option<Uuid> = None;
     if !bytes.is_empty() {
         let map = read_object(Body::from(bytes)).await?;
@@ -436,6 +448,13 @@ mod tests {
         assert_eq!(decode_cursor(&encode_cursor(at, id)).unwrap(), (at, id));
         let err = decode_cursor("nonsense!").unwrap_err();
         assert!(format!("{err:?}").contains("cursor"));
+        // Well-formed but out of any stored range: refused here, not by the database.
+        for micros in ["-8000000000000000000", "-1", "253402300800000000"] {
+            let crafted = URL_SAFE_NO_PAD.encode(format!("{micros}|{id}"));
+            let err = decode_cursor(&crafted).unwrap_err();
+            assert_eq!(err.status(), StatusCode::UNPROCESSABLE_ENTITY);
+            assert!(format!("{err:?}").contains("cursor"), "{micros}");
+        }
         assert!(page_size(Some(0)).is_err());
         assert_eq!(page_size(None).unwrap(), DEFAULT_PAGE);
     }

@@ -39,6 +39,8 @@ pub struct AppInner {
     pub pool: PgPool,
     pub config: Config,
     pub writers: ingest::Writers,
+    /// The ingest budget, in KiB of body held (see `ingest`).
+    pub budget: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::ops::Deref for App {
@@ -56,15 +58,22 @@ pub fn router(config: Config, pool: PgPool) -> Router {
         tracing::error!("WEBHOOKVAULT_ADMIN_KEY is not set: the API refuses every request");
     }
     let writers = ingest::Writers::spawn(&pool, config.ingest_writers);
+    let budget = Arc::new(tokio::sync::Semaphore::new(
+        config
+            .ingest_budget_kib
+            .min(tokio::sync::Semaphore::MAX_PERMITS),
+    ));
     let app = App(Arc::new(AppInner {
         pool,
         config,
         writers,
+        budget,
     }));
     let v1 = "/api/v1";
     Router::new()
         .route("/", get(platform::http::about::<WebhookVault>))
         .route("/in/{source}", any(ingest::receive))
+        .route("/in/{source}/", any(ingest::receive))
         .route("/in/{source}/{*rest}", any(ingest::receive))
         .route(
             &format!("{v1}/sources"),

@@ -274,6 +274,19 @@ async fn events_list_newest_first_in_cursor_pages_with_filters() {
             .await;
         assert_eq!(status.as_u16(), 422, "{bad}: {body}");
     }
+
+    // A well-formed cursor holding a time PostgreSQL cannot take is the client's error.
+    use base64::Engine as _;
+    let crafted = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(format!("-8000000000000000000|{}", uuid::Uuid::new_v4()));
+    for path in [
+        format!("/sources/{id}/events?cursor={crafted}"),
+        format!("/dead-letters?cursor={crafted}"),
+    ] {
+        let (status, body) = app.api(Method::GET, &path, None).await;
+        assert_eq!(status.as_u16(), 422, "{path}: {body}");
+        assert_eq!(body["error"]["field"], "cursor", "{path}: {body}");
+    }
 }
 
 fn urlencode(s: &str) -> String {

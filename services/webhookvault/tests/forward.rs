@@ -495,6 +495,17 @@ async fn replay_sends_the_event_again_to_all_destinations_or_one() {
         .await;
     assert_eq!(manual, 3);
 
+    // A replay body over the API's 64 KiB is 413, as every API body.
+    let (status, body) = app
+        .api(
+            reqwest::Method::POST,
+            &format!("/events/{event}/replay"),
+            Some(json!({"pad": "x".repeat(70_000)})),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 413, "{body}");
+    assert_eq!(body["error"]["code"], "too_large");
+
     let (status, body) = app
         .api(
             reqwest::Method::POST,
@@ -525,4 +536,47 @@ async fn a_destination_answering_410_is_disabled_and_not_retried() {
     // New events no longer go to it.
     let (_, answer) = app.ingest(&source, &[], "{}").await;
     assert!(app.delivery_states(&event_id(&answer)).await.is_empty());
+}
+
+#[tokio::test]
+async fn credentials_in_a_destination_url_are_never_shown_or_recorded() {
+    let app = TestApp::spawn_with(|c| c.allow = vec!["127.0.0.0/8".parse().unwrap()]).await;
+    // A port nothing listens on: every attempt fails with a connection error.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let source = app.open_source().await;
+    let url = format!("http://alice:pw-s3cret@127.0.0.1:{port}/hook?token=tok-s3cret");
+    let dest = app.destination(&source, json!({"url": url})).await;
+    let shown = format!("http://***@127.0.0.1:{port}/hook?***");
+    assert_eq!(dest["url"], shown.as_str());
+    let got = app
+        .get(&format!("/destinations/{}", dest["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(got["url"], shown.as_str());
+
+    let (_, answer) = app.ingest(&source, &[], "{}").await;
+    let worker = app.worker();
+    app.settled(&event_id(&answer), WAIT).await;
+    worker.stop().await;
+    let tried = attempts(&app, &event_id(&answer)).await;
+    assert!(!tried.is_empty());
+    let last_error: Option<String> =
+        sqlx::query_scalar("SELECT last_error FROM deliveries WHERE destination_id = $1::uuid")
+            .bind(dest["id"].as_str().unwrap())
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    let errors: Vec<String> = tried
+        .into_iter()
+        .filter_map(|(_, _, e)| e)
+        .chain(last_error)
+        .collect();
+    assert!(!errors.is_empty());
+    for error in errors {
+        assert!(
+            !error.contains("s3cret") && !error.contains("alice"),
+            "{error}"
+        );
+    }
 }

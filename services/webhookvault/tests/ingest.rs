@@ -9,7 +9,7 @@ mod common;
 use base64::Engine as _;
 use common::TestApp;
 use hmac::{Hmac, Mac};
-use serde_json::Value;
+use serde_json::{Value, json};
 use sha2::Sha256;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -493,6 +493,16 @@ async fn any_method_path_and_query_is_stored_and_unknown_sources_are_404() {
         "{event}"
     );
 
+    // A trailing slash is a path below the source too.
+    let (status, answer) = app
+        .ingest(
+            &json!({"ingest_url": format!("{}/", source["ingest_url"].as_str().unwrap())}),
+            &[],
+            "slash",
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+
     let resp = app
         .client
         .get(format!("{}/in/{}", app.base, uuid::Uuid::new_v4()))
@@ -507,4 +517,213 @@ async fn any_method_path_and_query_is_stored_and_unknown_sources_are_404() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 404);
+}
+
+/// Opens a raw request to `path` declaring `length` body bytes with `Expect: 100-continue`,
+/// and returns once the server has started reading the body (it answered `100 Continue`),
+/// by which time the body's share of the ingest budget is taken.
+async fn held_open(base: &str, path: &str, length: usize) -> tokio::net::TcpStream {
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/octet-stream\r\n\
+         Content-Length: {length}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    while !seen.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).await.unwrap();
+        seen.push(byte[0]);
+    }
+    let seen = String::from_utf8_lossy(&seen).into_owned();
+    assert!(seen.starts_with("HTTP/1.1 100 "), "{seen}");
+    stream
+}
+
+/// Reads the answer to the end; returns the status line and the body.
+async fn answer_of(mut stream: tokio::net::TcpStream) -> (String, String) {
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text.lines().next().unwrap_or("").to_owned();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test]
+async fn bodies_past_the_ingest_budget_get_503_with_retry_after_while_small_ones_pass() {
+    let app = TestApp::spawn_with(|c| {
+        c.body_limit = 64 * 1024;
+        c.ingest_budget_kib = 64;
+        c.ingest_budget_wait = std::time::Duration::from_millis(200);
+    })
+    .await;
+    let source = app.open_source().await;
+    let path = format!("/in/{}", source["id"].as_str().unwrap());
+
+    // One large body in flight holds 59 of the 64 KiB.
+    let large = 60_000;
+    let mut held = held_open(&app.base, &path, large).await;
+
+    // Concurrent large bodies cannot get their share: 503, Retry-After, JSON, nothing stored.
+    let mut sends = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let (client, url) = (
+            app.client.clone(),
+            source["ingest_url"].as_str().unwrap().to_owned(),
+        );
+        sends.spawn(async move {
+            let resp = client
+                .post(url)
+                .body(vec![b'x'; large])
+                .send()
+                .await
+                .unwrap();
+            let retry_after = resp.headers().get("retry-after").cloned();
+            (
+                resp.status().as_u16(),
+                retry_after,
+                resp.json::<Value>().await.unwrap(),
+            )
+        });
+    }
+    for (status, retry_after, answer) in sends.join_all().await {
+        assert_eq!(status, 503, "{answer}");
+        assert_eq!(answer["error"]["code"], "busy");
+        assert_eq!(retry_after.unwrap(), "1");
+    }
+    // A small one fits in what is left.
+    let (status, answer) = app.ingest(&source, &[], vec![b's'; 1000]).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(events(&app).await, 1);
+
+    // The held one completes, and gives its share back.
+    held.write_all(&vec![b'x'; large]).await.unwrap();
+    let (status, body) = answer_of(held).await;
+    assert!(status.contains(" 200 "), "{status} {body}");
+    let (status, answer) = app.ingest(&source, &[], vec![b'x'; large]).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(events(&app).await, 3);
+}
+
+#[tokio::test]
+async fn a_stalled_body_gets_408_and_nothing_is_stored() {
+    let app = TestApp::spawn_with(|c| c.body_timeout = std::time::Duration::from_millis(300)).await;
+    let source = app.open_source().await;
+    let path = format!("/in/{}", source["id"].as_str().unwrap());
+
+    let mut stream = held_open(&app.base, &path, 1000).await;
+    stream.write_all(&[b'x'; 10]).await.unwrap();
+    // The rest never comes: the server answers on its own.
+    let (status, body) = answer_of(stream).await;
+    assert!(status.contains(" 408 "), "{status}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["error"]["code"], "timeout");
+    assert_eq!(body["error"]["field"], "body");
+    assert_eq!(events(&app).await, 0);
+
+    // The same chunked: no length declared, the first chunk sent, then nothing.
+    let addr = app.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nTransfer-Encoding: chunked\r\n\
+         Connection: close\r\n\r\n5\r\nhello\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let (status, _) = answer_of(stream).await;
+    assert!(status.contains(" 408 "), "{status}");
+    assert_eq!(events(&app).await, 0);
+}
+
+fn stripe_sig(secret: &str, t: i64, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(body);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("t={t},v1={hex}")
+}
+
+#[tokio::test]
+async fn a_stripe_event_id_with_a_nul_is_stored_without_dedupe_and_fails_no_other_request() {
+    let app = TestApp::spawn_with(|c| c.ingest_writers = 1).await;
+    let stripe = app.source("stripe", Some("whsec_nul"), "reject").await;
+    let open = app.open_source().await;
+    app.pin(Some(1_700_000_000));
+    let body = br#"{"id":"evt_\u0000x","object":"event"}"#;
+    let sig = stripe_sig("whsec_nul", 1_700_000_000, body);
+
+    let mut sends = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let client = app.client.clone();
+        let (url, header, body) = if i % 10 == 0 {
+            (stripe["ingest_url"].clone(), sig.clone(), body.to_vec())
+        } else {
+            (open["ingest_url"].clone(), String::new(), b"{}".to_vec())
+        };
+        sends.spawn(async move {
+            let mut req = client.post(url.as_str().unwrap()).body(body);
+            if !header.is_empty() {
+                req = req.header("stripe-signature", header);
+            }
+            let resp = req.send().await.unwrap();
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+        });
+    }
+    for (status, answer) in sends.join_all().await {
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["duplicate"], false, "{answer}");
+    }
+    assert_eq!(events(&app).await, 40);
+    let keyed = app
+        .count("SELECT count(*) FROM events WHERE delivery_key IS NOT NULL")
+        .await;
+    assert_eq!(keyed, 0);
+}
+
+#[tokio::test]
+async fn a_batch_the_database_refuses_is_recorded_one_by_one_so_only_the_bad_request_fails() {
+    use webhookvault::ingest::{Incoming, Outcome, Writers};
+    let app = TestApp::spawn().await;
+    let source = app.open_source().await;
+    let source_id: uuid::Uuid = source["id"].as_str().unwrap().parse().unwrap();
+    let writers = Writers::spawn(&app.pool, 1);
+    let request = |path: &str| Incoming {
+        source_id,
+        received_at: chrono::Utc::now(),
+        method: "POST".into(),
+        path: path.into(),
+        query: None,
+        headers: axum::http::HeaderMap::new(),
+        body: axum::body::Bytes::from_static(b"{}"),
+    };
+    // All handed over before the writer runs, so they meet in one batch; a NUL in a text
+    // column makes PostgreSQL refuse the whole statement.
+    let mut sends = tokio::task::JoinSet::new();
+    for i in 0..21 {
+        let (writers, request) = (
+            writers.clone(),
+            request(if i == 7 { "/in/bad\0" } else { "/in/good" }),
+        );
+        sends.spawn(async move { (i, writers.submit(request, None).await) });
+    }
+    for (i, result) in sends.join_all().await {
+        if i == 7 {
+            assert!(result.is_err());
+        } else {
+            assert!(
+                matches!(result, Ok(Outcome::Stored { .. })),
+                "{i}: {result:?}"
+            );
+        }
+    }
+    assert_eq!(events(&app).await, 20);
 }
