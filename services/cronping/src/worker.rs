@@ -5,13 +5,14 @@
 //! workers split the overdue checks between them), and each alert is a job in the shared
 //! queue, which hands a job to one claimer at a time.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
+use platform::egress::{Guard, Refused, Resolver, permitted};
 use platform::queue::{self, Failure};
 use serde_json::Value;
 use sqlx::PgPool;
@@ -93,11 +94,6 @@ pub struct Sender {
     backoff: Duration,
 }
 
-/// A destination refused because of where it resolves.
-#[derive(Debug, thiserror::Error)]
-#[error("refused: {0} is a loopback, private, link-local or metadata address")]
-pub struct Refused(String);
-
 impl Sender {
     pub fn new(config: &Config) -> anyhow::Result<Self> {
         let allow = Arc::new(config.alert_allow.clone());
@@ -108,7 +104,7 @@ impl Sender {
             .user_agent(concat!("cronping/", env!("CARGO_PKG_VERSION")))
             // Names resolve through the guard, and the connector only ever connects to the
             // addresses the guard returned: the address checked is the address connected to.
-            .dns_resolver(Arc::new(Guard(allow.clone())))
+            .dns_resolver(Arc::new(Guard::new(allow.clone(), Resolver::system())))
             .build()
             .context("building the alert HTTP client")?;
         Ok(Self {
@@ -176,69 +172,6 @@ impl Attempt {
             status: None,
             error,
             retry: false,
-        }
-    }
-}
-
-struct Guard(Arc<Vec<IpNet>>);
-
-impl reqwest::dns::Resolve for Guard {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let allow = self.0.clone();
-        Box::pin(async move {
-            let host = name.as_str().to_owned();
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let (ok, refused): (Vec<SocketAddr>, Vec<SocketAddr>) =
-                addrs.into_iter().partition(|a| permitted(a.ip(), &allow));
-            if ok.is_empty() {
-                let shown = match refused.first() {
-                    Some(a) => format!("{host} ({})", a.ip()),
-                    None => host,
-                };
-                return Err(Box::new(Refused(shown)) as Box<dyn std::error::Error + Send + Sync>);
-            }
-            Ok(Box::new(ok.into_iter()) as reqwest::dns::Addrs)
-        })
-    }
-}
-
-/// Whether alerts may go to `ip`: public unicast addresses, and whatever the operator
-/// allowed. Everything a webhook URL could use to reach the worker's own networks (the
-/// worker shares one with its database) or a cloud metadata service is refused.
-pub fn permitted(ip: IpAddr, allow: &[IpNet]) -> bool {
-    allow.iter().any(|net| net.contains(&ip)) || !internal(ip)
-}
-
-fn internal(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, c, _] = v4.octets();
-            v4.is_unspecified()
-                || v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local() // 169.254.0.0/16, with 169.254.169.254 (metadata)
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b)) // shared address space (CGNAT)
-                || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
-                || (a == 198 && (18..20).contains(&b)) // benchmarking
-                || a >= 240 // reserved
-        }
-        IpAddr::V6(v6) => {
-            // An IPv4 address written as IPv6 is judged as the IPv4 address it is.
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return internal(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            v6.is_unspecified()
-                || v6.is_loopback()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00 // unique local, with fd00:ec2::254 (metadata)
-                || (first & 0xffc0) == 0xfe80 // link-local
-                || (v6.segments()[..6] == [0x64, 0xff9b, 0, 0, 0, 0]) // NAT64 of any IPv4
-                || first == 0x2002 // 6to4 wraps an IPv4 address
         }
     }
 }
@@ -384,49 +317,4 @@ pub async fn run(config: Config, pool: PgPool, shutdown: CancellationToken) -> a
         .await
         .context("stopping the scheduler")?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ip(s: &str) -> IpAddr {
-        s.parse().expect("address")
-    }
-
-    #[test]
-    fn internal_and_metadata_addresses_are_refused() {
-        for addr in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "0.0.0.0",
-            "100.64.0.1",
-            "::1",
-            "::",
-            "fe80::1",
-            "fd00:ec2::254",
-            "::ffff:127.0.0.1",
-            "::ffff:169.254.169.254",
-            "64:ff9b::a00:1",
-        ] {
-            assert!(!permitted(ip(addr), &[]), "{addr} must be refused");
-        }
-        for addr in [
-            "93.184.216.34",
-            "2606:2800:220:1:248:1893:25c8:1946",
-            "1.1.1.1",
-        ] {
-            assert!(permitted(ip(addr), &[]), "{addr} is public");
-        }
-    }
-
-    #[test]
-    fn an_operator_allowed_range_is_permitted() {
-        let allow: Vec<IpNet> = vec!["127.0.0.1/32".parse().unwrap()];
-        assert!(permitted(ip("127.0.0.1"), &allow));
-        assert!(!permitted(ip("127.0.0.2"), &allow));
-    }
 }

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod db;
+pub mod egress;
 pub mod health;
 pub mod http;
 pub mod queue;

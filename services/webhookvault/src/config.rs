@@ -1,11 +1,6 @@
 //! WebhookVault's own settings, read once at start, the clock every time comes from, and the
 //! resolver deliveries look names up with.
 
-use std::fmt;
-use std::future::Future;
-use std::net::IpAddr;
-use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -225,38 +220,7 @@ pub fn parse_schedule(raw: &str) -> Result<Vec<Duration>, String> {
     Ok(delays)
 }
 
-/// Looks a host name up; the forwarding client connects only to what this returned, after
-/// the address guard has filtered it. Tests pass their own (for instance one that answers
-/// loopback for every name, as a rebinding DNS server would).
-#[derive(Clone)]
-pub struct Resolver(Arc<dyn Fn(String) -> Lookup + Send + Sync>);
-
-pub type Lookup = Pin<Box<dyn Future<Output = std::io::Result<Vec<IpAddr>>> + Send>>;
-
-impl Resolver {
-    pub fn system() -> Self {
-        Self::new(|host| {
-            Box::pin(async move {
-                let addrs = tokio::net::lookup_host((host.as_str(), 0)).await?;
-                Ok(addrs.map(|a| a.ip()).collect())
-            })
-        })
-    }
-
-    pub fn new(f: impl Fn(String) -> Lookup + Send + Sync + 'static) -> Self {
-        Self(Arc::new(f))
-    }
-
-    pub fn lookup(&self, host: &str) -> Lookup {
-        (self.0)(host.to_owned())
-    }
-}
-
-impl fmt::Debug for Resolver {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Resolver")
-    }
-}
+pub use platform::egress::Resolver;
 
 #[cfg(test)]
 mod tests {
