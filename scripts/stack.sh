@@ -26,9 +26,17 @@ compose_cmd() {
     fi
 }
 
-# RECEIPTS=1 adds the one cross-product call (compose/receipts.yml). Every command of a
-# stack must be run with the same setting.
-receipts="${RECEIPTS:-0}"
+# RECEIPTS=1 adds the one cross-product call (compose/receipts.yml). Unset, it follows the
+# running stack: on when the project has a documint-receipts container, so `make ps` and
+# `make logs` show it without being told again.
+receipts="${RECEIPTS:-}"
+if [ -z "$receipts" ]; then
+    receipts=0
+    if [ -n "$(docker ps -aq --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" \
+        --filter label=com.docker.compose.service=documint-receipts 2>/dev/null)" ]; then
+        receipts=1
+    fi
+fi
 
 compose() {
     local files=()
@@ -199,7 +207,11 @@ rotate_receipts_key() {
         mv "$1.tmp" "$1"
     }
     restart() { # Compose mounts a secret file when it creates the container.
-        compose up -d --no-deps --force-recreate "$1" >/dev/null 2>&1
+        local output
+        if ! output=$(compose up -d --no-deps --force-recreate "$1" 2>&1); then
+            echo "$output" >&2
+            return 1
+        fi
         wait_healthy "$1"
     }
 

@@ -289,6 +289,29 @@ async fn flagbit_receipt_carries_the_periods_totals(
         .error_for_status()?
         .bytes()
         .await?;
+    // The host reaches the receipts network through its gateway address (Docker 20.10 keeps
+    // one even on an internal network), so the route must refuse it by address: only
+    // flagbit-worker may connect, whatever the token.
+    let receipts = stack.container("documint-receipts")?;
+    let format = format!(
+        "{{{{ (index .NetworkSettings.Networks \"{}_receipts\").IPAddress }}}}",
+        stack.project
+    );
+    let address = inspect(&receipts, &format)?;
+    let from_host = client
+        .post(format!("http://{address}:8090/internal/v1/receipts"))
+        .header("content-type", "application/json")
+        .body(r#"{"reference": "host", "data": {}}"#)
+        .send()
+        .await;
+    if let Ok(answer) = from_host {
+        assert_eq!(
+            answer.status(),
+            StatusCode::FORBIDDEN,
+            "the host called the receipt route"
+        );
+    }
+
     let document = lopdf::Document::load_mem(&pdf)?;
     let pages: Vec<u32> = document.get_pages().keys().copied().collect();
     let text = document.extract_text(&pages)?;

@@ -42,7 +42,7 @@ pub enum Serve {
     /// The public API (`api`, the default).
     Api,
     /// Only `POST /internal/v1/receipts`, authenticated as configured (`receipts`).
-    Receipts(crate::receipts::Auth),
+    Receipts(crate::receipts::Access),
 }
 
 impl Config {
@@ -106,7 +106,7 @@ impl Config {
             webhook_attempts: env.parse_or("WEBHOOK_ATTEMPTS", 3u32)?.clamp(1, 10),
             serve: match env.get("SERVE")?.as_deref().unwrap_or("api") {
                 "api" => Serve::Api,
-                "receipts" => Serve::Receipts(crate::receipts::Auth::from_env(env)?),
+                "receipts" => Serve::Receipts(crate::receipts::Access::from_env(env)?),
                 other => {
                     return Err(ConfigError {
                         var: env.var_name("SERVE"),

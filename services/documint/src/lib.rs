@@ -122,8 +122,8 @@ impl Product for DocuMint {
     }
 
     fn routes(config: Config, pool: PgPool) -> Router {
-        if let config::Serve::Receipts(auth) = config.serve.clone() {
-            return receipts::router(App::new(config, pool), auth);
+        if let config::Serve::Receipts(access) = config.serve.clone() {
+            return receipts::router(App::new(config, pool), access);
         }
         if config.api_key.is_none() {
             tracing::error!("DOCUMINT_API_KEY is not set: the API refuses every request");

@@ -4,6 +4,12 @@
 //! caller's data and answers with the PDF. It is served by a web process of its own
 //! (`DOCUMINT_SERVE=receipts`) on a network only FlagBit's worker shares, never published.
 //!
+//! Callers (`DOCUMINT_RECEIPTS_ALLOW_FROM`, e.g. `flagbit-worker`): names resolved on each
+//! request; a connection from any other address is refused with 403. On the receipts
+//! network that leaves FlagBit's worker alone: the host (which reaches every Docker bridge
+//! through its gateway address) and DocuMint's own containers are turned away even in
+//! `none` mode.
+//!
 //! Authentication (`DOCUMINT_RECEIPTS_AUTH`): `none` trusts that network; `jwt` (the
 //! default) also wants a service token (see the `service-token` crate) from the caller
 //! `flagbit` for the action `receipt:create`, bound to this request's body, never used
@@ -18,7 +24,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -54,6 +60,46 @@ impl std::fmt::Debug for Auth {
             Self::None => f.write_str("none"),
             Self::Jwt(verifier) => write!(f, "jwt(kids {:?})", verifier.kids()),
         }
+    }
+}
+
+/// Who may call the receipt route, and how they prove it.
+#[derive(Clone, Debug)]
+pub struct Access {
+    pub auth: Auth,
+    /// Host names (or addresses) whose addresses may connect; empty allows any peer.
+    pub allow_from: Vec<String>,
+}
+
+impl Access {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let allow_from = env
+            .get("RECEIPTS_ALLOW_FROM")?
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+            .map(str::to_owned)
+            .collect();
+        Ok(Self {
+            auth: Auth::from_env(env)?,
+            allow_from,
+        })
+    }
+
+    /// Whether `peer` is one of the allowed callers' addresses right now.
+    async fn admits(&self, peer: std::net::IpAddr) -> bool {
+        if self.allow_from.is_empty() {
+            return true;
+        }
+        for name in &self.allow_from {
+            if let Ok(mut addrs) = tokio::net::lookup_host((name.as_str(), 0)).await
+                && addrs.any(|a| a.ip() == peer)
+            {
+                return true;
+            }
+        }
+        false
     }
 }
 
@@ -93,23 +139,29 @@ impl Auth {
 #[derive(Clone)]
 struct Receipts {
     app: App,
-    auth: Auth,
+    access: Access,
 }
 
 /// The receipt listener's routes (the shared frame adds health and readiness).
-pub fn router(app: App, auth: Auth) -> Router {
-    tracing::info!(?auth, "serving the receipt route");
+pub fn router(app: App, access: Access) -> Router {
+    tracing::info!(auth = ?access.auth, allow_from = ?access.allow_from, "serving the receipt route");
     Router::new()
         .route(PATH, post(create))
-        .with_state(Receipts { app, auth })
+        .with_state(Receipts { app, access })
 }
 
 async fn create(
     State(receipts): State<Receipts>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    if !receipts.access.admits(peer.ip()).await {
+        tracing::warn!(peer = %peer.ip(), "receipt call from an address that is not an allowed caller");
+        return Err(ApiError::forbidden("not an allowed caller"));
+    }
+
     let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -118,7 +170,7 @@ async fn create(
         )
     })?;
 
-    if let Auth::Jwt(verifier) = &receipts.auth {
+    if let Auth::Jwt(verifier) = &receipts.access.auth {
         let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
         authenticate(&receipts.app, verifier, &headers, path, &body).await?;
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use common::Pdf;
-use documint::receipts::{Auth, PATH};
+use documint::receipts::{Access, Auth, PATH};
 use documint::{App, Clock, Config};
 use platform::Product as _;
 use platform::testing::TestDb;
@@ -82,11 +82,17 @@ impl Harness {
 
     /// A listener process (a "restart" is a new one on the same database).
     async fn listen(&self, auth: Auth) -> Listener {
+        self.listen_for(auth, Vec::new()).await
+    }
+
+    /// A listener that admits only connections from the addresses of `allow_from`.
+    async fn listen_for(&self, auth: Auth, allow_from: Vec<String>) -> Listener {
         let read = self.now.clone();
         let mut config = Config::new(common::limits());
         config.clock = Clock::new(move || *read.lock().unwrap());
 
-        let routes = documint::receipts::router(App::new(config, self.pool.clone()), auth);
+        let access = Access { auth, allow_from };
+        let routes = documint::receipts::router(App::new(config, self.pool.clone()), access);
         let app = platform::http::app("documint", routes, self.pool.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -309,4 +315,26 @@ async fn none_mode_trusts_the_network_and_still_checks_the_data() {
     assert_eq!(status, 422);
     let (status, _) = harness.call(&listener, None, &vec![b' '; 300 * 1024]).await;
     assert_eq!(status, 413);
+}
+
+#[tokio::test]
+async fn only_the_allowed_callers_address_may_connect_even_without_tokens() {
+    let harness = Harness::new().await;
+    // The test connects from 127.0.0.1: "localhost" admits it; an address it is not
+    // connecting from is refused, as the host's gateway address is on the receipts network.
+    let allowed = harness
+        .listen_for(Auth::None, vec!["localhost".to_owned()])
+        .await;
+    let others = harness
+        .listen_for(Auth::None, vec!["127.0.0.2".to_owned()])
+        .await;
+
+    let (status, pdf) = harness.call(&allowed, None, &body()).await;
+    assert_eq!(status, 200);
+    assert!(pdf.starts_with(b"%PDF-"));
+
+    let (status, answer) = harness.call(&others, None, &body()).await;
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&answer));
+    let answer: Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(answer["error"]["code"], "forbidden");
 }

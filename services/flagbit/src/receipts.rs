@@ -186,10 +186,16 @@ impl Period {
     /// The month `YYYY-MM`.
     pub fn parse(text: &str) -> Option<Self> {
         let (year, month) = text.split_once('-')?;
-        if year.len() != 4 || month.len() != 2 {
+        let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+        if !digits(year, 4) || !digits(month, 2) {
             return None;
         }
-        let first = NaiveDate::from_ymd_opt(year.parse().ok()?, month.parse().ok()?, 1)?;
+        let year: i32 = year.parse().ok()?;
+        // Nothing was counted before the Unix epoch; earlier years are typing mistakes.
+        if year < 1970 {
+            return None;
+        }
+        let first = NaiveDate::from_ymd_opt(year, month.parse().ok()?, 1)?;
         Self::starting(first)
     }
 
@@ -230,6 +236,19 @@ pub async fn request(
     now: DateTime<Utc>,
 ) -> Result<(i64, bool), sqlx::Error> {
     let mut tx = pool.begin().await?;
+
+    // Looked up first: the schedule asks every few seconds, and an INSERT that conflicts
+    // would still use up an id each time.
+    let existing: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM receipts WHERE period_start = $1 AND status <> 'failed'",
+    )
+    .bind(period.start)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(id) = existing {
+        tx.commit().await?;
+        return Ok((id, false));
+    }
 
     let inserted: Option<i64> = sqlx::query_scalar(
         "INSERT INTO receipts (period_start, period_end, requested_by, created_at)
@@ -418,8 +437,9 @@ impl Worker {
                     self.config.retry_max,
                 );
                 let now = self.clock.now();
+                let retry = e.downcast_ref::<Refused>().is_none();
                 let outcome =
-                    platform::queue::fail(&self.pool, &job, &error, true, backoff, now).await?;
+                    platform::queue::fail(&self.pool, &job, &error, retry, backoff, now).await?;
                 let status = match outcome {
                     platform::queue::Failure::Retry(_) => "queued",
                     platform::queue::Failure::Dead => "failed",
@@ -513,6 +533,16 @@ impl Worker {
         if !status.is_success() {
             let text = response.text().await.unwrap_or_default();
             let text: String = text.chars().take(300).collect();
+            // 401/403 can be a key rotation done in the wrong order, 408/429 a busy
+            // DocuMint: worth another try. Any other 4xx is about the request itself.
+            let transient = matches!(status.as_u16(), 401 | 403 | 408 | 429);
+            if status.is_client_error() && !transient {
+                return Err(Refused {
+                    status: status.as_u16(),
+                    body: text,
+                }
+                .into());
+            }
             anyhow::bail!("DocuMint answered {status}: {text}");
         }
 
@@ -528,6 +558,15 @@ impl Worker {
         }
         Ok(pdf)
     }
+}
+
+/// DocuMint refused the request itself (a 4xx other than an authentication or rate
+/// answer): the same request would be refused again, so it is not retried.
+#[derive(Debug, thiserror::Error)]
+#[error("DocuMint refused the receipt ({status}): {body}")]
+pub struct Refused {
+    pub status: u16,
+    pub body: String,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -614,6 +653,15 @@ pub async fn create(
         None
     } else {
         let value: Value = platform::http::json_body(Body::from(bytes), MAX_REQUEST_BODY).await?;
+        let Some(fields) = value.as_object() else {
+            return Err(ApiError::invalid(
+                "body",
+                "expected an object, {\"period\": \"YYYY-MM\"}",
+            ));
+        };
+        if let Some(unknown) = fields.keys().find(|k| *k != "period") {
+            return Err(ApiError::invalid(unknown.clone(), "unknown field"));
+        }
         match value.get("period") {
             None | Some(Value::Null) => None,
             Some(Value::String(text)) => Some(

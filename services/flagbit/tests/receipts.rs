@@ -30,6 +30,8 @@ struct Seen {
     refusals: Vec<String>,
     /// Answer 503 this many more times.
     fail: usize,
+    /// Answer 422 (DocuMint refusing the request itself) every time.
+    refuse: bool,
 }
 
 #[derive(Clone)]
@@ -63,6 +65,10 @@ async fn receipt(State(stand): State<Stand>, headers: HeaderMap, body: Bytes) ->
         }
     }
 
+    if seen.refuse {
+        let refusal = br#"{"error":{"code":"resource_limit","message":"too big"}}"#.to_vec();
+        return (StatusCode::UNPROCESSABLE_ENTITY, refusal).into_response();
+    }
     if seen.fail > 0 {
         seen.fail -= 1;
         return (StatusCode::SERVICE_UNAVAILABLE, b"down".to_vec()).into_response();
@@ -314,12 +320,49 @@ async fn an_outage_delays_the_receipt_with_backoff_and_never_doubles_it() {
 }
 
 #[tokio::test]
+async fn a_request_documint_refuses_is_failed_at_once_not_retried() {
+    let (app, worker, seen) = setup(jwt(), true).await;
+    seen.lock().unwrap().refuse = true;
+
+    worker.tick().await.unwrap();
+
+    let (_, list) = app.api(Method::GET, "/receipts", None).await;
+    let receipt = &list["receipts"][0];
+    assert_eq!(receipt["status"], "failed", "{receipt}");
+    assert_eq!(receipt["attempts"], 1);
+    assert!(
+        receipt["last_error"].as_str().unwrap().contains("422"),
+        "{receipt}"
+    );
+
+    // Asking again queues it again (once DocuMint accepts it, it is rendered).
+    seen.lock().unwrap().refuse = false;
+    let (status, again) = app
+        .api(
+            Method::POST,
+            "/receipts",
+            Some(json!({"period": "2026-11"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{again}");
+    assert_eq!(again["id"], receipt["id"]);
+    worker.tick().await.unwrap();
+    assert_eq!(
+        app.count("SELECT count(*) FROM receipts WHERE status = 'done'")
+            .await,
+        1
+    );
+}
+
+#[tokio::test]
 async fn the_schedule_asks_once_per_period_and_catches_up() {
     let (app, worker, _seen) = setup(jwt(), true).await;
 
     worker.tick().await.unwrap();
     worker.tick().await.unwrap();
     assert_eq!(app.count("SELECT count(*) FROM receipts").await, 1);
+    // Asking again does not use up ids: the next period's receipt has the next one.
+    let first: i64 = app.count("SELECT id FROM receipts").await;
 
     app.set_now("2027-01-01T02:00:00Z");
     worker.tick().await.unwrap();
@@ -332,6 +375,7 @@ async fn the_schedule_asks_once_per_period_and_catches_up() {
         .map(|r| r["period"].as_str().unwrap())
         .collect();
     assert_eq!(periods, ["2026-12", "2026-11"]);
+    assert_eq!(list["receipts"][0]["id"], first + 1);
 }
 
 #[tokio::test]
@@ -375,14 +419,23 @@ async fn none_mode_sends_no_credentials() {
 async fn bad_requests_are_refused_with_the_field_named() {
     let (app, _worker, _seen) = setup(jwt(), true).await;
 
-    for (body, message) in [
-        (json!({"period": "2026-13"}), "YYYY-MM"),
-        (json!({"period": 202611}), "YYYY-MM"),
-        (json!({"period": "2026-12"}), "not finished"),
+    for (body, field, message) in [
+        (json!({"period": "2026-13"}), "period", "YYYY-MM"),
+        (json!({"period": "+202-01"}), "period", "YYYY-MM"),
+        (json!({"period": "0000-01"}), "period", "YYYY-MM"),
+        (json!({"period": 202611}), "period", "YYYY-MM"),
+        (json!({"period": "2026-12"}), "period", "not finished"),
+        (
+            json!({"period": "2026-11", "junk": 1}),
+            "junk",
+            "unknown field",
+        ),
+        (json!([1]), "body", "expected an object"),
+        (json!("x"), "body", "expected an object"),
     ] {
         let (status, answer) = app.api(Method::POST, "/receipts", Some(body.clone())).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {answer}");
-        assert_eq!(answer["error"]["field"], "period");
+        assert_eq!(answer["error"]["field"], field, "{answer}");
         assert!(
             answer["error"]["message"]
                 .as_str()

@@ -498,7 +498,14 @@ impl Verifier {
         let refuse = |reason| Refusal {
             reason,
             kid: Some(kid.to_owned()),
-            jti: Some(claims.jti.chars().take(MAX_JTI_CHARS).collect()),
+            jti: Some(
+                claims
+                    .jti
+                    .chars()
+                    .filter(|c| !c.is_control())
+                    .take(MAX_JTI_CHARS)
+                    .collect(),
+            ),
         };
         self.check_claims(&claims, request, now).map_err(refuse)?;
 
@@ -519,7 +526,11 @@ impl Verifier {
     ) -> Result<(), Reason> {
         let policy = &self.policy;
 
-        if claims.jti.is_empty() || claims.jti.len() > MAX_JTI_CHARS {
+        // The id is stored to refuse replays: printable text only.
+        if claims.jti.is_empty()
+            || claims.jti.len() > MAX_JTI_CHARS
+            || claims.jti.chars().any(char::is_control)
+        {
             return Err(Reason::BadClaims);
         }
 

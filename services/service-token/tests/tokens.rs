@@ -547,6 +547,14 @@ fn claims_missing_or_of_the_wrong_type_are_refused() {
     }
     assert_eq!(reason(&with_claim("iat", json!(1.5))), Reason::BadClaims);
     assert_eq!(reason(&with_claim("jti", json!(""))), Reason::BadClaims);
+    assert_eq!(
+        reason(&with_claim("jti", json!("ab\u{0}cd"))),
+        Reason::BadClaims
+    );
+    assert_eq!(
+        reason(&with_claim("jti", json!("x".repeat(129)))),
+        Reason::BadClaims
+    );
 }
 
 #[test]
