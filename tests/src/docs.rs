@@ -222,7 +222,8 @@ mod tests {
     #[test]
     fn blocks_pair_with_the_output_that_follows_them() {
         let page = "Intro.\n\n```sh run\necho hi\n```\n\n```text output\nhi\n```\n\n\
-                    ```sh\nmake up\n```\n\n```sh run\nA=1\n```\n\nProse.\n\n```text output\nx\n```\n";
+                    ```sh\nmake up\n```\n\n```sh run\nA=1\n```\n\n\
+                    Prose.\n\n```text output\nx\n```\n";
 
         let blocks = runnable_blocks(page);
 

@@ -228,10 +228,10 @@ async fn flagbit_receipt_carries_the_periods_totals(
             .await?;
     }
     let seed = "INSERT INTO usage_hourly (environment_id, flag_key, variant, hour, count) \
-        SELECT id, 'new-checkout', 'on', '2026-09-14T10:00:00Z'::timestamptz, 123 FROM environments \
-        WHERE name = 'production' UNION ALL \
-        SELECT id, 'dark-mode', 'off', '2026-09-30T23:00:00Z'::timestamptz, 45 FROM environments \
-        WHERE name = 'staging'";
+        SELECT id, 'new-checkout', 'on', '2026-09-14T10:00:00Z'::timestamptz, 123 \
+        FROM environments WHERE name = 'production' UNION ALL \
+        SELECT id, 'dark-mode', 'off', '2026-09-30T23:00:00Z'::timestamptz, 45 \
+        FROM environments WHERE name = 'staging'";
     let db = stack.container("flagbit-db")?;
     let psql = Command::new("docker")
         .args([

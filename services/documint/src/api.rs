@@ -340,7 +340,8 @@ pub async fn create_template(
     let id = Uuid::new_v4();
     let mut tx = app.pool.begin().await?;
     let inserted = sqlx::query(
-        "INSERT INTO templates (id, name, version, created_at, updated_at) VALUES ($1, $2, 1, $3, $3)",
+        "INSERT INTO templates (id, name, version, created_at, updated_at)
+         VALUES ($1, $2, 1, $3, $3)",
     )
     .bind(id)
     .bind(&input.name)
@@ -373,7 +374,8 @@ async fn insert_version(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO template_versions (template_id, version, source, sample_data, options, created_at)
+        "INSERT INTO template_versions
+             (template_id, version, source, sample_data, options, created_at)
          VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(id)

@@ -98,7 +98,8 @@ pub async fn install(pool: &PgPool, now: DateTime<Utc>) -> Result<(), sqlx::Erro
             }
         };
         sqlx::query(
-            "INSERT INTO template_versions (template_id, version, source, sample_data, options, created_at)
+            "INSERT INTO template_versions
+                 (template_id, version, source, sample_data, options, created_at)
              VALUES ($1, $2, $3, $4, '{}', $5)",
         )
         .bind(builtin.id)

@@ -144,7 +144,11 @@ struct Receipts {
 
 /// The receipt listener's routes (the shared frame adds health and readiness).
 pub fn router(app: App, access: Access) -> Router {
-    tracing::info!(auth = ?access.auth, allow_from = ?access.allow_from, "serving the receipt route");
+    tracing::info!(
+        auth = ?access.auth,
+        allow_from = ?access.allow_from,
+        "serving the receipt route"
+    );
     Router::new()
         .route(PATH, post(create))
         .with_state(Receipts { app, access })
@@ -158,7 +162,7 @@ async fn create(
     body: Body,
 ) -> Result<Response, ApiError> {
     if !receipts.access.admits(peer.ip()).await {
-        tracing::warn!(peer = %peer.ip(), "receipt call from an address that is not an allowed caller");
+        tracing::warn!(peer = %peer.ip(), "receipt call from an address not allowed to call");
         return Err(ApiError::forbidden("not an allowed caller"));
     }
 

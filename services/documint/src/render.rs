@@ -369,7 +369,12 @@ mod tests {
             Err(RenderError::Infrastructure(_))
         ));
 
-        let err = b"{\"status\":\"template_error\",\"message\":\"m\",\"errors\":[{\"file\":\"main.typ\",\"line\":3,\"column\":10,\"message\":\"x\"}]}\n";
+        let err = concat!(
+            r#"{"status":"template_error","message":"m","#,
+            r#""errors":[{"file":"main.typ","line":3,"column":10,"message":"x"}]}"#,
+            "\n"
+        )
+        .as_bytes();
         match parse_result(err) {
             Err(RenderError::Template { code, errors, .. }) => {
                 assert_eq!(code, "template_error");

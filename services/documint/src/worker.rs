@@ -175,7 +175,12 @@ pub async fn run_one(config: &Config, pool: &PgPool, renderer: &Renderer) -> any
         }
         Err(RenderError::Infrastructure(e)) => {
             let message = format!("{e:#}");
-            tracing::warn!(document = %id, error = %message, attempt = job.attempt, "render failed; will retry");
+            tracing::warn!(
+                document = %id,
+                error = %message,
+                attempt = job.attempt,
+                "render failed; will retry"
+            );
             let backoff = platform::queue::backoff(
                 job.attempt,
                 Duration::from_secs(2),

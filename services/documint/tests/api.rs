@@ -14,7 +14,12 @@ use serde_json::{Value, json};
 fn invoice_request(customer: &str) -> Value {
     let mut data = documint::builtin::invoice_sample();
     data["customer"]["name"] = json!(customer);
-    json!({ "template": "invoice", "data": data, "file_name": "Rechnung März", "metadata": {"order": 7} })
+    json!({
+        "template": "invoice",
+        "data": data,
+        "file_name": "Rechnung März",
+        "metadata": {"order": 7},
+    })
 }
 
 async fn create(app: &TestApp, body: Value) -> Value {
@@ -101,7 +106,11 @@ async fn templates_are_compiled_on_save_versioned_and_errors_have_positions() {
         .api(
             Method::POST,
             "/templates",
-            Some(json!({ "name": "greeting", "source": "Hi\n#let x = 1 + \"a\"", "sample_data": {} })),
+            Some(json!({
+                "name": "greeting",
+                "source": "Hi\n#let x = 1 + \"a\"",
+                "sample_data": {},
+            })),
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
@@ -304,7 +313,12 @@ async fn template_failures_are_final_and_the_worker_keeps_going() {
             Method::POST,
             "/templates",
             Some(json!({ "name": "strict", "sample_data": {"n": 1},
-                         "source": "#let d = json(\"/data.json\")\n#let f(body) = { show: f; body }\n#if d.n == 2 { show: f; [x] }\n#(d.n + 1)" })),
+                         "source": concat!(
+                             "#let d = json(\"/data.json\")\n",
+                             "#let f(body) = { show: f; body }\n",
+                             "#if d.n == 2 { show: f; [x] }\n",
+                             "#(d.n + 1)",
+                         ) })),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{t}");
@@ -361,7 +375,16 @@ async fn a_worker_killed_mid_render_leaves_a_job_that_completes_after_restart() 
         .api(
             Method::POST,
             "/templates",
-            Some(json!({ "name": "slow", "source": "#let d = json(\"/data.json\")\n#let s = 0\n#for i in range(d.n) { s += i }\n#s" , "sample_data": {"n": 1} })),
+            Some(json!({
+                "name": "slow",
+                "source": concat!(
+                    "#let d = json(\"/data.json\")\n",
+                    "#let s = 0\n",
+                    "#for i in range(d.n) { s += i }\n",
+                    "#s",
+                ),
+                "sample_data": {"n": 1},
+            })),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{t}");
