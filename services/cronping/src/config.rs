@@ -79,18 +79,7 @@ impl Config {
             });
         }
 
-        let allow = env.get("ALERT_ALLOW_CIDRS")?.unwrap_or_default();
-        let alert_allow = allow
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                s.parse::<IpNet>().map_err(|e| ConfigError {
-                    var: env.var_name("ALERT_ALLOW_CIDRS"),
-                    problem: format!("{s:?}: {e}"),
-                })
-            })
-            .collect::<Result<_, _>>()?;
+        let alert_allow = env.cidrs("ALERT_ALLOW_CIDRS")?;
 
         Ok(Self {
             api_key: key("API_KEY")?,

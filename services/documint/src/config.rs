@@ -30,6 +30,9 @@ pub struct Config {
     pub webhook_timeout: Duration,
     /// Attempts of one completion webhook.
     pub webhook_attempts: u32,
+    /// Address ranges completion webhooks may reach although they are internal (loopback,
+    /// private, ...): none by default, since the worker shares a network with its database.
+    pub webhook_allow: Vec<ipnet::IpNet>,
     /// What the web process serves: the public API, or (on the receipts network) only the
     /// receipt route for FlagBit.
     pub serve: Serve,
@@ -56,6 +59,7 @@ impl Config {
             poll_every: Duration::from_millis(200),
             webhook_timeout: Duration::from_secs(5),
             webhook_attempts: 3,
+            webhook_allow: Vec::new(),
             serve: Serve::Api,
             clock: Clock::system(),
         }
@@ -104,6 +108,7 @@ impl Config {
             ),
             webhook_timeout: env.seconds_or("WEBHOOK_TIMEOUT_SECS", 5, 1..=60)?,
             webhook_attempts: env.parse_or("WEBHOOK_ATTEMPTS", 3u32)?.clamp(1, 10),
+            webhook_allow: env.cidrs("WEBHOOK_ALLOW_CIDRS")?,
             serve: match env.get("SERVE")?.as_deref().unwrap_or("api") {
                 "api" => Serve::Api,
                 "receipts" => Serve::Receipts(crate::receipts::Access::from_env(env)?),

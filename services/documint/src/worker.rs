@@ -293,10 +293,11 @@ async fn notify(config: &Config, pool: &PgPool, id: Uuid) {
             return;
         }
     };
-    let (pool, timeout, attempts) = (
+    let (pool, timeout, attempts, allow) = (
         pool.clone(),
         config.webhook_timeout,
         config.webhook_attempts,
+        config.webhook_allow.clone(),
     );
     tokio::spawn(async move {
         let Some(url) = row.webhook_url.clone() else {
@@ -308,7 +309,7 @@ async fn notify(config: &Config, pool: &PgPool, id: Uuid) {
             "document.failed"
         };
         let body = json!({ "event": event, "document": row.to_json() });
-        let status = deliver(&url, &body, timeout, attempts).await;
+        let status = deliver(&url, &body, timeout, attempts, allow).await;
         if let Err(e) = sqlx::query("UPDATE documents SET webhook_status = $2 WHERE id = $1")
             .bind(id)
             .bind(&status)
@@ -321,11 +322,35 @@ async fn notify(config: &Config, pool: &PgPool, id: Uuid) {
 }
 
 /// POSTs `body` until a 2xx answer, at most `attempts` times with a doubling pause; the
-/// outcome as stored on the document.
-pub async fn deliver(url: &str, body: &Value, timeout: Duration, attempts: u32) -> String {
+/// outcome as stored on the document. The URL must not lead to an internal address (the
+/// worker shares a network with its database) unless `allow` names it: checked on the
+/// address connected to, through the shared egress guard.
+pub async fn deliver(
+    url: &str,
+    body: &Value,
+    timeout: Duration,
+    attempts: u32,
+    allow: Vec<ipnet::IpNet>,
+) -> String {
+    use platform::egress::{Guard, Refused, Resolver, permitted};
+
+    let allow = std::sync::Arc::new(allow);
+    let literal = reqwest::Url::parse(url).ok().and_then(|u| {
+        let host = u
+            .host_str()?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        host.parse::<std::net::IpAddr>().ok()
+    });
+    if let Some(ip) = literal.filter(|ip| !permitted(*ip, &allow)) {
+        return format!("failed: {}", Refused(ip.to_string()));
+    }
     let client = match reqwest::Client::builder()
         .timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(std::sync::Arc::new(Guard::new(allow, Resolver::system())))
         .build()
     {
         Ok(c) => c,
@@ -340,6 +365,14 @@ pub async fn deliver(url: &str, body: &Value, timeout: Duration, attempts: u32) 
             Ok(resp) if resp.status().is_success() => return "delivered".to_owned(),
             Ok(resp) => last = format!("HTTP {}", resp.status().as_u16()),
             Err(e) => {
+                // A refused address stays refused: no point in asking again.
+                let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+                while let Some(error) = source {
+                    if let Some(refused) = error.downcast_ref::<Refused>() {
+                        return format!("failed: {refused}");
+                    }
+                    source = error.source();
+                }
                 last = if e.is_timeout() {
                     "timeout".to_owned()
                 } else {

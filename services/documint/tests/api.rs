@@ -493,7 +493,8 @@ async fn the_completion_webhook_is_posted() {
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, hook).await });
 
-    let app = TestApp::spawn().await;
+    // The receiver is on loopback, which webhooks may reach only when allowed.
+    let app = TestApp::spawn_with(|c| c.webhook_allow = vec!["127.0.0.0/8".parse().unwrap()]).await;
     let mut body = invoice_request("Hooked");
     body["webhook_url"] = json!(url);
     let doc = create(&app, body).await;
@@ -517,4 +518,51 @@ async fn the_completion_webhook_is_posted() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(squeeze(&Pdf::parse(&app.pdf(id).await).text()).contains("Hooked"));
+}
+
+#[tokio::test]
+async fn a_webhook_to_an_internal_address_is_refused_unless_allowed() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    // A receiver on loopback that counts what reaches it.
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let hook = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async { StatusCode::NO_CONTENT }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, hook).await });
+
+    let app = TestApp::spawn().await;
+    for url in [
+        format!("http://127.0.0.1:{port}/hook"),
+        format!("http://localhost:{port}/hook"),
+    ] {
+        let mut body = invoice_request("Internal");
+        body["webhook_url"] = json!(url);
+        let doc = create(&app, body).await;
+        let id = doc["id"].as_str().unwrap().to_owned();
+        app.work().await;
+
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            let d = app.document(&id).await;
+            if let Some(status) = d["webhook"]["status"].as_str() {
+                break status.to_owned();
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{d}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(status.starts_with("failed: refused"), "{url}: {status}");
+    }
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "an internal address was called"
+    );
 }

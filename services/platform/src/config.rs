@@ -133,6 +133,20 @@ impl Env {
         self.required(name).map(SecretString::from)
     }
 
+    /// A comma-separated list of address ranges (`10.0.0.0/8, fd00::/8`); empty when unset.
+    pub fn cidrs(&self, name: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        self.get(name)?
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<ipnet::IpNet>()
+                    .map_err(|e| self.error(name, format!("{s:?}: {e}")))
+            })
+            .collect()
+    }
+
     pub fn optional_secret(&self, name: &str) -> Result<Option<SecretString>, ConfigError> {
         Ok(self
             .get(name)?

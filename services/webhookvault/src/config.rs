@@ -153,16 +153,7 @@ impl Config {
             return Err(error("RETRY_JITTER", "must be between 0 and 0.5".into()));
         }
 
-        let allow = env.get("DELIVERY_ALLOW_CIDRS")?.unwrap_or_default();
-        let allow = allow
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                s.parse::<IpNet>()
-                    .map_err(|e| error("DELIVERY_ALLOW_CIDRS", format!("{s:?}: {e}")))
-            })
-            .collect::<Result<_, _>>()?;
+        let allow = env.cidrs("DELIVERY_ALLOW_CIDRS")?;
 
         Ok(Self {
             admin_key,
