@@ -81,18 +81,7 @@ impl IntoResponse for Rejection {
 type Result<T, E = Rejection> = std::result::Result<T, E>;
 
 fn authorize(headers: &HeaderMap, app: &App) -> Result<(), ApiError> {
-    let given = platform::http::presented_key(headers).ok_or_else(ApiError::unauthorized)?;
-    if app
-        .config
-        .api_key
-        .as_ref()
-        .is_some_and(|k| platform::http::same_secret(given, k))
-    {
-        Ok(())
-    } else {
-        tracing::warn!("request with an unknown API key");
-        Err(ApiError::unauthorized())
-    }
+    platform::http::require_key(headers, app.config.api_key.as_ref())
 }
 
 fn too_large(field: &str, limit: usize) -> ApiError {
@@ -297,12 +286,6 @@ async fn compile_check(app: &App, input: &TemplateInput) -> Result<()> {
     }
 }
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    e.as_database_error()
-        .and_then(|d| d.code())
-        .is_some_and(|c| c == "23505")
-}
-
 pub async fn list_templates(State(app): State<App>, headers: HeaderMap) -> Result<Json<Value>> {
     authorize(&headers, &app)?;
     app.builtins().await?;
@@ -349,7 +332,7 @@ pub async fn create_template(
     .execute(&mut *tx)
     .await;
     match inserted {
-        Err(e) if is_unique_violation(&e) => {
+        Err(e) if platform::db::is_unique_violation(&e) => {
             return Err(
                 ApiError::conflict(format!("a template named {} exists", input.name))
                     .with_field("name")
@@ -439,7 +422,7 @@ pub async fn update_template(
             .execute(&mut *tx)
             .await;
     match renamed {
-        Err(e) if is_unique_violation(&e) => {
+        Err(e) if platform::db::is_unique_violation(&e) => {
             return Err(
                 ApiError::conflict(format!("a template named {} exists", input.name))
                     .with_field("name")
@@ -657,7 +640,7 @@ pub async fn create_document(
     .execute(&mut *tx)
     .await;
     match inserted {
-        Err(e) if is_unique_violation(&e) => {
+        Err(e) if platform::db::is_unique_violation(&e) => {
             // The same key, sent twice at once: the other request won.
             drop(tx);
             let existing = match &key {

@@ -34,18 +34,7 @@ const FLAGSET_KEY: &str = "$flagset";
 pub use platform::http::presented_key;
 
 pub(crate) fn admin(headers: &HeaderMap, app: &App) -> Result<(), ApiError> {
-    let given = presented_key(headers).ok_or_else(ApiError::unauthorized)?;
-    if app
-        .config
-        .admin_key
-        .as_ref()
-        .is_some_and(|k| platform::http::same_secret(given, k))
-    {
-        Ok(())
-    } else {
-        tracing::warn!("management request with an unknown key");
-        Err(ApiError::unauthorized())
-    }
+    platform::http::require_key(headers, app.config.admin_key.as_ref())
 }
 
 fn invalid(i: Invalid) -> ApiError {
@@ -54,12 +43,6 @@ fn invalid(i: Invalid) -> ApiError {
 
 async fn read_json(body: Body, limit: usize) -> Result<Value, ApiError> {
     platform::http::json_body(body, limit).await
-}
-
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    e.as_database_error()
-        .and_then(|d| d.code())
-        .is_some_and(|c| c == "23505")
 }
 
 struct EnvRow {
@@ -176,7 +159,7 @@ pub async fn create_environment(
                 Json(json!({"name": name, "created_at": now})),
             ))
         }
-        Err(e) if is_unique_violation(&e) => {
+        Err(e) if platform::db::is_unique_violation(&e) => {
             Err(ApiError::conflict(format!("environment {name:?} exists")))
         }
         Err(e) => Err(e.into()),

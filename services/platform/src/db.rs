@@ -99,6 +99,13 @@ fn redact_url_error(err: &sqlx::Error) -> String {
 }
 
 /// One round trip, for readiness and heartbeats.
+/// Whether `e` is PostgreSQL refusing a duplicate under a unique constraint (23505).
+pub fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c == "23505")
+}
+
 pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
 }

@@ -233,6 +233,21 @@ pub fn same_secret(given: &str, key: &secrecy::SecretString) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Lets the request through only when it presents `key`; without a configured key nothing
+/// passes. Refusals are a bare 401 and a warn line that names no key.
+pub fn require_key(
+    headers: &axum::http::HeaderMap,
+    key: Option<&secrecy::SecretString>,
+) -> Result<(), ApiError> {
+    let given = presented_key(headers).ok_or_else(ApiError::unauthorized)?;
+    if key.is_some_and(|key| same_secret(given, key)) {
+        Ok(())
+    } else {
+        tracing::warn!("request with an unknown key");
+        Err(ApiError::unauthorized())
+    }
+}
+
 /// Wraps a product's routes with the health routes, a JSON 404, request ids and logging.
 pub fn app(product: &'static str, routes: Router, pool: PgPool) -> Router {
     let health = Router::new()

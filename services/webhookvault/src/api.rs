@@ -38,14 +38,7 @@ const RESERVED: &[&str] = &[
 
 /// Refuses a request without the admin key.
 pub fn admin(headers: &HeaderMap, app: &App) -> Result<(), ApiError> {
-    let given = platform::http::presented_key(headers).ok_or_else(ApiError::unauthorized)?;
-    match &app.config.admin_key {
-        Some(key) if platform::http::same_secret(given, key) => Ok(()),
-        _ => {
-            tracing::warn!("API request with an unknown key");
-            Err(ApiError::unauthorized())
-        }
-    }
+    platform::http::require_key(headers, app.config.admin_key.as_ref())
 }
 
 /// The `{id}` of a URL. Anything that is not a UUID names nothing: a JSON 404, never the
